@@ -1,0 +1,406 @@
+//! The software engine: every spec on the RustCrypto crates, all of them constant time
+//! (RSA on `rsa` 0.10, whose private operations run on crypto-bigint's constant-time arithmetic).
+//!
+//! Stored forms: the raw key for AES and SM4, the 32-byte scalar for the elliptic curves, and
+//! the PKCS#8 DER document for RSA. The KMS seals them before they reach the store.
+
+use std::sync::Arc;
+
+use aes_gcm::aead::consts::U12;
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::aes::{Aes128, Aes192, Aes256};
+use aes_gcm::{AesGcm, Nonce, Tag};
+use getrandom::SysRng;
+use p256::elliptic_curve::Generate;
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use rsa::signature::SignatureEncoding;
+use rsa::signature::hazmat::{PrehashSigner, PrehashVerifier, RandomizedPrehashSigner};
+use sha2::Sha256;
+use sm4::Sm4;
+use zeroize::Zeroizing;
+
+use super::{AEAD_TAG_LEN, Engine, EngineError, KeyHandle, StoredKey, VersionRef};
+use crate::model::{AsymmetricAlgorithm, KeySpec, SigningAlgorithm};
+
+/// The distinguishing identifier SM2 signatures use when the caller names none (GB/T 32918).
+pub const SM2_DEFAULT_DISTID: &str = "1234567812345678";
+
+/// Length of the digests the signing algorithms take (all are SHA-256 or SM3).
+const DIGEST_LEN: usize = 32;
+
+/// The constant-time software engine.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SoftwareEngine;
+
+impl SoftwareEngine {
+    /// A new software engine.
+    pub fn new() -> Self {
+        SoftwareEngine
+    }
+}
+
+fn random_bytes(len: usize) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+    let mut out = Zeroizing::new(vec![0u8; len]);
+    getrandom::fill(&mut out).map_err(|e| EngineError::Backend(format!("OS random: {e}")))?;
+    Ok(out)
+}
+
+fn rsa_bits(spec: KeySpec) -> Option<usize> {
+    match spec {
+        KeySpec::Rsa2048 => Some(2048),
+        KeySpec::Rsa3072 => Some(3072),
+        KeySpec::Rsa4096 => Some(4096),
+        _ => None,
+    }
+}
+
+fn symmetric_key_len(spec: KeySpec) -> Option<usize> {
+    match spec {
+        KeySpec::Aes256 => Some(32),
+        KeySpec::Aes192 => Some(24),
+        KeySpec::Aes128 | KeySpec::Sm4 => Some(16),
+        _ => None,
+    }
+}
+
+impl Engine for SoftwareEngine {
+    fn name(&self) -> &'static str {
+        "software"
+    }
+
+    fn stored_keys_are_secret(&self) -> bool {
+        true
+    }
+
+    fn supports(&self, _spec: KeySpec) -> bool {
+        true
+    }
+
+    fn generate(&self, spec: KeySpec, _version: VersionRef<'_>) -> Result<StoredKey, EngineError> {
+        if let Some(len) = symmetric_key_len(spec) {
+            return random_bytes(len);
+        }
+        if let Some(bits) = rsa_bits(spec) {
+            let key = rsa::PrivateKey::new(&mut SysRng, bits).map_err(|_| EngineError::Crypto)?;
+            let der = key.to_pkcs8_der().map_err(|_| EngineError::Crypto)?;
+            return Ok(Zeroizing::new(der.as_bytes().to_vec()));
+        }
+        let os_rng_failed = |e| EngineError::Backend(format!("OS random: {e}"));
+        let scalar = match spec {
+            KeySpec::EcP256 => p256::ecdsa::SigningKey::try_generate()
+                .map_err(os_rng_failed)?
+                .to_bytes()
+                .to_vec(),
+            KeySpec::EcP256K => k256::ecdsa::SigningKey::try_generate()
+                .map_err(os_rng_failed)?
+                .to_bytes()
+                .to_vec(),
+            KeySpec::EcSm2 => sm2::SecretKey::try_generate()
+                .map_err(os_rng_failed)?
+                .to_bytes()
+                .to_vec(),
+            _ => return Err(EngineError::Unsupported("key spec")),
+        };
+        Ok(Zeroizing::new(scalar))
+    }
+
+    fn load(&self, spec: KeySpec, _version: VersionRef<'_>, stored: &[u8]) -> Result<Arc<dyn KeyHandle>, EngineError> {
+        Ok(match spec {
+            KeySpec::Aes128 => Arc::new(SymmetricKey::Aes128(Box::new(
+                AesGcm::new_from_slice(stored).map_err(|_| EngineError::BadStoredKey)?,
+            ))),
+            KeySpec::Aes192 => Arc::new(SymmetricKey::Aes192(Box::new(
+                AesGcm::new_from_slice(stored).map_err(|_| EngineError::BadStoredKey)?,
+            ))),
+            KeySpec::Aes256 => Arc::new(SymmetricKey::Aes256(Box::new(
+                AesGcm::new_from_slice(stored).map_err(|_| EngineError::BadStoredKey)?,
+            ))),
+            KeySpec::Sm4 => Arc::new(SymmetricKey::Sm4(Box::new(
+                AesGcm::new_from_slice(stored).map_err(|_| EngineError::BadStoredKey)?,
+            ))),
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+                let key = rsa::PrivateKey::from_pkcs8_der(stored).map_err(|_| EngineError::BadStoredKey)?;
+                Arc::new(RsaKey::new(spec, key))
+            }
+            KeySpec::EcP256 => Arc::new(P256Key(
+                p256::ecdsa::SigningKey::from_slice(stored).map_err(|_| EngineError::BadStoredKey)?,
+            )),
+            KeySpec::EcP256K => Arc::new(K256Key(
+                k256::ecdsa::SigningKey::from_slice(stored).map_err(|_| EngineError::BadStoredKey)?,
+            )),
+            KeySpec::EcSm2 => Arc::new(Sm2Key::new(stored)?),
+        })
+    }
+
+    fn destroy(&self, _version: VersionRef<'_>, _stored: &[u8]) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn fill_random(&self, out: &mut [u8]) -> Result<(), EngineError> {
+        getrandom::fill(out).map_err(|e| EngineError::Backend(format!("OS random: {e}")))
+    }
+}
+
+/// A symmetric key: the cipher state holds the expanded key and zeroizes it on drop.
+enum SymmetricKey {
+    Aes128(Box<AesGcm<Aes128, U12>>),
+    Aes192(Box<AesGcm<Aes192, U12>>),
+    Aes256(Box<AesGcm<Aes256, U12>>),
+    Sm4(Box<AesGcm<Sm4, U12>>),
+}
+
+/// Runs `$body` with `$c` bound to whichever cipher the key holds.
+macro_rules! with_cipher {
+    ($key:expr, $c:ident => $body:expr) => {
+        match $key {
+            SymmetricKey::Aes128($c) => $body,
+            SymmetricKey::Aes192($c) => $body,
+            SymmetricKey::Aes256($c) => $body,
+            SymmetricKey::Sm4($c) => $body,
+        }
+    };
+}
+
+impl KeyHandle for SymmetricKey {
+    fn spec(&self) -> KeySpec {
+        match self {
+            SymmetricKey::Aes128(_) => KeySpec::Aes128,
+            SymmetricKey::Aes192(_) => KeySpec::Aes192,
+            SymmetricKey::Aes256(_) => KeySpec::Aes256,
+            SymmetricKey::Sm4(_) => KeySpec::Sm4,
+        }
+    }
+
+    fn seal_in_place(&self, iv: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; AEAD_TAG_LEN], EngineError> {
+        let nonce = Nonce::<U12>::try_from(iv).map_err(|_| EngineError::InvalidInput("IV length"))?;
+        let tag = with_cipher!(self, c => c.encrypt_inout_detached(&nonce, aad, buf.into()))
+            .map_err(|_| EngineError::Crypto)?;
+        Ok(tag.into())
+    }
+
+    fn open_in_place(&self, iv: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<(), EngineError> {
+        let nonce = Nonce::<U12>::try_from(iv).map_err(|_| EngineError::Crypto)?;
+        let tag = Tag::try_from(tag).map_err(|_| EngineError::Crypto)?;
+        with_cipher!(self, c => c.decrypt_inout_detached(&nonce, aad, buf.into(), &tag))
+            .map_err(|_| EngineError::Crypto)
+    }
+}
+
+fn check_digest(digest: &[u8]) -> Result<(), EngineError> {
+    if digest.len() == DIGEST_LEN {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidInput("the digest must be 32 bytes"))
+    }
+}
+
+fn check_alg<T: PartialEq>(spec: KeySpec, allowed: &[T], alg: &T) -> Result<(), EngineError> {
+    let _ = spec;
+    if allowed.contains(alg) {
+        Ok(())
+    } else {
+        Err(EngineError::Unsupported("algorithm for this key spec"))
+    }
+}
+
+/// An ECDSA key on a short-Weierstrass curve; one impl serves P-256 and secp256k1.
+macro_rules! ecdsa_key {
+    ($name:ident, $curve:ident, $spec:expr) => {
+        struct $name($curve::ecdsa::SigningKey);
+
+        impl KeyHandle for $name {
+            fn spec(&self) -> KeySpec {
+                $spec
+            }
+
+            fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
+                check_alg($spec, $spec.signing_algorithms(), &alg)?;
+                check_digest(digest)?;
+                let sig: $curve::ecdsa::DerSignature = self.0.sign_prehash(digest).map_err(|_| EngineError::Crypto)?;
+                Ok(sig.to_vec())
+            }
+
+            fn verify_digest(
+                &self,
+                alg: SigningAlgorithm,
+                digest: &[u8],
+                signature: &[u8],
+            ) -> Result<bool, EngineError> {
+                check_alg($spec, $spec.signing_algorithms(), &alg)?;
+                check_digest(digest)?;
+                let Ok(sig) = $curve::ecdsa::Signature::from_der(signature) else {
+                    return Ok(false);
+                };
+                Ok(self.0.verifying_key().verify_prehash(digest, &sig).is_ok())
+            }
+
+            fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
+                let doc = self
+                    .0
+                    .verifying_key()
+                    .to_public_key_der()
+                    .map_err(|_| EngineError::Crypto)?;
+                Ok(doc.as_bytes().to_vec())
+            }
+        }
+    };
+}
+
+ecdsa_key!(P256Key, p256, KeySpec::EcP256);
+ecdsa_key!(K256Key, k256, KeySpec::EcP256K);
+
+/// An SM2 key: the same scalar signs (SM2DSA) and decrypts (SM2PKE).
+struct Sm2Key {
+    sign: sm2::dsa::SigningKey,
+    decrypt: sm2::pke::DecryptingKey,
+}
+
+impl Sm2Key {
+    fn new(scalar: &[u8]) -> Result<Self, EngineError> {
+        Ok(Sm2Key {
+            sign: sm2::dsa::SigningKey::from_slice(SM2_DEFAULT_DISTID, scalar)
+                .map_err(|_| EngineError::BadStoredKey)?,
+            decrypt: sm2::pke::DecryptingKey::from_slice(scalar).map_err(|_| EngineError::BadStoredKey)?,
+        })
+    }
+}
+
+impl KeyHandle for Sm2Key {
+    fn spec(&self) -> KeySpec {
+        KeySpec::EcSm2
+    }
+
+    fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
+        check_alg(KeySpec::EcSm2, KeySpec::EcSm2.signing_algorithms(), &alg)?;
+        check_digest(digest)?;
+        let sig: sm2::dsa::Signature = self
+            .sign
+            .sign_prehash_with_rng(&mut SysRng, digest)
+            .map_err(|_| EngineError::Crypto)?;
+        Ok(sig.to_der().to_vec())
+    }
+
+    fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+        check_alg(KeySpec::EcSm2, KeySpec::EcSm2.signing_algorithms(), &alg)?;
+        check_digest(digest)?;
+        let Ok(sig) = sm2::dsa::Signature::from_der(signature) else {
+            return Ok(false);
+        };
+        Ok(self.sign.verifying_key().verify_prehash(digest, &sig).is_ok())
+    }
+
+    fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
+        check_alg(KeySpec::EcSm2, KeySpec::EcSm2.asymmetric_algorithms(), &alg)?;
+        self.decrypt
+            .encrypting_key()
+            .encrypt_der(&mut SysRng, plaintext)
+            .map_err(|_| EngineError::Crypto)
+    }
+
+    fn decrypt(&self, alg: AsymmetricAlgorithm, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+        check_alg(KeySpec::EcSm2, KeySpec::EcSm2.asymmetric_algorithms(), &alg)?;
+        self.decrypt
+            .decrypt_der(ciphertext)
+            .map(Zeroizing::new)
+            .map_err(|_| EngineError::Crypto)
+    }
+
+    fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
+        let public =
+            sm2::PublicKey::from_affine(*self.sign.verifying_key().as_affine()).map_err(|_| EngineError::Crypto)?;
+        let doc = public.to_public_key_der().map_err(|_| EngineError::Crypto)?;
+        Ok(doc.as_bytes().to_vec())
+    }
+}
+
+/// An RSA key with its signers built once at load time (building them clones the key).
+struct RsaKey {
+    spec: KeySpec,
+    key: rsa::PrivateKey,
+    pkcs1: rsa::pkcs1v15::SigningKey<Sha256>,
+    pss: rsa::pss::SigningKey<Sha256>,
+}
+
+impl RsaKey {
+    fn new(spec: KeySpec, key: rsa::PrivateKey) -> Self {
+        RsaKey {
+            spec,
+            pkcs1: rsa::pkcs1v15::SigningKey::new(key.clone()),
+            pss: rsa::pss::SigningKey::new(key.clone()),
+            key,
+        }
+    }
+}
+
+impl KeyHandle for RsaKey {
+    fn spec(&self) -> KeySpec {
+        self.spec
+    }
+
+    fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
+        check_alg(self.spec, self.spec.signing_algorithms(), &alg)?;
+        check_digest(digest)?;
+        let sig = match alg {
+            SigningAlgorithm::RsaPkcs1Sha256 => self.pkcs1.sign_prehash(digest).map(|s| s.to_vec()),
+            _ => self.pss.sign_prehash_with_rng(&mut SysRng, digest).map(|s| s.to_vec()),
+        };
+        sig.map_err(|_| EngineError::Crypto)
+    }
+
+    fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+        check_alg(self.spec, self.spec.signing_algorithms(), &alg)?;
+        check_digest(digest)?;
+        let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else {
+            return Ok(false);
+        };
+        let public = self.key.to_public_key();
+        let ok = match alg {
+            SigningAlgorithm::RsaPkcs1Sha256 => rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public)
+                .verify_prehash(digest, &sig)
+                .is_ok(),
+            _ => {
+                let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
+                    return Ok(false);
+                };
+                // Any salt length verifies, as OpenSSL's does: signers differ in what they pick.
+                rsa::pss::VerifyingKey::<Sha256>::new_with_auto_salt_len(public)
+                    .verify_prehash(digest, &sig)
+                    .is_ok()
+            }
+        };
+        Ok(ok)
+    }
+
+    fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
+        check_alg(self.spec, self.spec.asymmetric_algorithms(), &alg)?;
+        let public = self.key.as_public_key();
+        match alg {
+            AsymmetricAlgorithm::RsaesOaepSha1 => public.oaep_encrypt::<sha1::Sha1>(plaintext),
+            _ => public.oaep_encrypt::<Sha256>(plaintext),
+        }
+        .map_err(|_| EngineError::InvalidInput("the plaintext is too long for this key"))
+    }
+
+    fn decrypt(&self, alg: AsymmetricAlgorithm, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+        check_alg(self.spec, self.spec.asymmetric_algorithms(), &alg)?;
+        match alg {
+            AsymmetricAlgorithm::RsaesOaepSha1 => self.key.oaep_decrypt::<sha1::Sha1>(ciphertext),
+            _ => self.key.oaep_decrypt::<Sha256>(ciphertext),
+        }
+        .map(Zeroizing::new)
+        .map_err(|_| EngineError::Crypto)
+    }
+
+    fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
+        let doc = self
+            .key
+            .as_public_key()
+            .to_public_key_der()
+            .map_err(|_| EngineError::Crypto)?;
+        Ok(doc.as_bytes().to_vec())
+    }
+}
+
+#[cfg(test)]
+#[path = "software_tests.rs"]
+mod tests;

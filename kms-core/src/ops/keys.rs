@@ -1,0 +1,296 @@
+//! Keys: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription, EnableKey, DisableKey,
+//! SetDeletionProtection, ScheduleKeyDeletion, CancelKeyDeletion.
+
+use super::{DEFAULT_INSTANCE_ID, Kms, format_opt, new_id};
+use crate::api::{
+    CreateKeyRequest, Empty, KeyEntry, KeyIdRequest, KeyList, KeyMetadata, KeyMetadataResponse, ListKeysResponse,
+    PageRequest, ScheduleKeyDeletionRequest, SetDeletionProtectionRequest, UpdateKeyDescriptionRequest,
+};
+use crate::clock::{DAY_MS, format_time};
+use crate::error::{KmsError, Result};
+use crate::model::{KeySpec, KeyState, Origin, ProtectionLevel};
+use crate::store::{self, KeyRecord, VersionRecord};
+use crate::validate;
+
+impl Kms {
+    /// CreateKey.
+    pub fn create_key(&self, req: &CreateKeyRequest) -> Result<KeyMetadataResponse> {
+        self.sync()?;
+        let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
+        let usage = req.key_usage.unwrap_or(spec.default_usage());
+        if !spec.usages().contains(&usage) {
+            return Err(KmsError::invalid(
+                "KeyUsage",
+                format!("{usage} is not valid for {spec}"),
+            ));
+        }
+        let origin = req.origin.unwrap_or(Origin::AliyunKms);
+        if origin == Origin::External && !spec.is_symmetric() {
+            return Err(KmsError::Unsupported {
+                what: "Origin",
+                reason: "only symmetric keys can have imported (EXTERNAL) material".into(),
+            });
+        }
+        let protection_level = req.protection_level.unwrap_or(ProtectionLevel::Software);
+        if protection_level != ProtectionLevel::Software {
+            return Err(KmsError::Unsupported {
+                what: "ProtectionLevel",
+                reason: "this store has no hardware (HSM) instance".into(),
+            });
+        }
+        let instance_id = req
+            .dkms_instance_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_INSTANCE_ID.to_owned());
+        if instance_id != DEFAULT_INSTANCE_ID {
+            return Err(KmsError::invalid(
+                "DKMSInstanceId",
+                format!("no instance {instance_id}"),
+            ));
+        }
+        if !self.engine.supports(spec) {
+            return Err(KmsError::Unsupported {
+                what: "KeySpec",
+                reason: format!("{spec} is not supported here"),
+            });
+        }
+        let description = req.description.clone().unwrap_or_default();
+        validate::description(&description)?;
+        let auto_rotation = req.enable_automatic_rotation.unwrap_or(false);
+        if auto_rotation && !spec.is_symmetric() {
+            return Err(KmsError::UnsupportedOperation(
+                "asymmetric keys rotate only on request (CreateKeyVersion), not automatically".into(),
+            ));
+        }
+        let interval_s = match &req.rotation_interval {
+            Some(text) => validate::rotation_interval(text)?,
+            None => validate::DEFAULT_ROTATION_INTERVAL_S,
+        };
+        validate::tag_count(req.tags.len())?;
+        req.tags.iter().try_for_each(validate::tag)?;
+        if let Some(alias) = &req.alias {
+            validate::alias_name(alias)?;
+        }
+
+        let now = self.clock.now_ms();
+        let key_id = new_id()?;
+        let state = if origin == Origin::External {
+            KeyState::PendingImport
+        } else if req.enable == Some(false) {
+            KeyState::Disabled
+        } else {
+            KeyState::Enabled
+        };
+        let mut key = KeyRecord {
+            key_id: key_id.clone(),
+            spec,
+            usage,
+            origin,
+            protection_level,
+            instance_id,
+            description,
+            creator: self.store.account_id().to_owned(),
+            created_ms: now,
+            state,
+            delete_ms: None,
+            deletion_protection: req.deletion_protection.unwrap_or(false),
+            deletion_protection_description: String::new(),
+            auto_rotation,
+            rotation_interval_s: Some(interval_s),
+            primary_version: None,
+            last_rotation_ms: None,
+            next_rotation_ms: auto_rotation.then_some(now + interval_s * 1000),
+            policy: None,
+        };
+        // Material is made before the write transaction: RSA-4096 takes seconds, and other
+        // processes must not wait on the database lock meanwhile.
+        let version = if origin == Origin::External {
+            None
+        } else {
+            let version_id = new_id()?;
+            let material = self.new_material(&key, &version_id)?;
+            key.primary_version = Some(version_id.clone());
+            key.last_rotation_ms = Some(now);
+            Some((
+                VersionRecord {
+                    key_id: key_id.clone(),
+                    version_id,
+                    created_ms: now,
+                },
+                material,
+            ))
+        };
+        self.store.write(|tx| {
+            store::insert_key(tx, &key)?;
+            if let Some((v, material)) = &version {
+                store::insert_version(tx, v, material)?;
+            }
+            for tag in &req.tags {
+                store::put_tag(tx, &key_id, tag)?;
+            }
+            if let Some(alias) = &req.alias {
+                if !store::insert_alias(tx, alias, &key_id, now)? {
+                    return Err(KmsError::AliasAlreadyExists(alias.clone()));
+                }
+            }
+            Ok(())
+        })?;
+        self.invalidate();
+        Ok(KeyMetadataResponse {
+            key_metadata: self.metadata(&key),
+        })
+    }
+
+    /// DescribeKey.
+    pub fn describe_key(&self, req: &KeyIdRequest) -> Result<KeyMetadataResponse> {
+        self.sync()?;
+        let key = self.resolve(&req.key_id)?;
+        Ok(KeyMetadataResponse {
+            key_metadata: self.metadata(&key),
+        })
+    }
+
+    /// ListKeys.
+    pub fn list_keys(&self, req: &PageRequest) -> Result<ListKeysResponse> {
+        self.sync()?;
+        let (offset, page_number, page_size) = validate::page(req.page_number, req.page_size)?;
+        let (ids, total_count) = self.store.read(|c| store::list_keys(c, offset, page_size))?;
+        let key = ids
+            .into_iter()
+            .map(|key_id| KeyEntry {
+                key_arn: self.key_arn(&key_id),
+                key_id,
+            })
+            .collect();
+        Ok(ListKeysResponse {
+            keys: KeyList { key },
+            total_count,
+            page_number,
+            page_size,
+        })
+    }
+
+    /// UpdateKeyDescription.
+    pub fn update_key_description(&self, req: &UpdateKeyDescriptionRequest) -> Result<Empty> {
+        validate::description(&req.description)?;
+        self.modify_key(&req.key_id, |key| {
+            key.description = req.description.clone();
+            Ok(())
+        })
+    }
+
+    /// EnableKey.
+    pub fn enable_key(&self, req: &KeyIdRequest) -> Result<Empty> {
+        self.set_enabled(&req.key_id, KeyState::Enabled)
+    }
+
+    /// DisableKey.
+    pub fn disable_key(&self, req: &KeyIdRequest) -> Result<Empty> {
+        self.set_enabled(&req.key_id, KeyState::Disabled)
+    }
+
+    fn set_enabled(&self, key_ref: &str, state: KeyState) -> Result<Empty> {
+        self.modify_key(key_ref, |key| {
+            if matches!(key.state, KeyState::PendingDeletion | KeyState::PendingImport) {
+                return Err(KmsError::KeyStateRejected { state: key.state });
+            }
+            key.state = state;
+            Ok(())
+        })
+    }
+
+    /// SetDeletionProtection.
+    pub fn set_deletion_protection(&self, req: &SetDeletionProtectionRequest) -> Result<Empty> {
+        let enable = req
+            .enable_deletion_protection
+            .ok_or(KmsError::MissingParameter("EnableDeletionProtection"))?;
+        let description = req.deletion_protection_description.clone().unwrap_or_default();
+        validate::description(&description)
+            .map_err(|_| KmsError::invalid("DeletionProtectionDescription", "at most 8192 characters"))?;
+        self.modify_key(&req.protected_resource_arn, |key| {
+            key.deletion_protection = enable;
+            key.deletion_protection_description = if enable { description.clone() } else { String::new() };
+            Ok(())
+        })
+    }
+
+    /// ScheduleKeyDeletion.
+    pub fn schedule_key_deletion(&self, req: &ScheduleKeyDeletionRequest) -> Result<Empty> {
+        let days = validate::pending_window(req.pending_window_in_days)?;
+        let now = self.clock.now_ms();
+        self.modify_key(&req.key_id, |key| {
+            if key.deletion_protection {
+                return Err(KmsError::StateModifiedFailed(
+                    "deletion protection is enabled for this key; disable it with SetDeletionProtection first".into(),
+                ));
+            }
+            if key.state == KeyState::PendingDeletion {
+                return Err(KmsError::KeyStateRejected { state: key.state });
+            }
+            key.state = KeyState::PendingDeletion;
+            key.delete_ms = Some(now + i64::from(days) * DAY_MS);
+            Ok(())
+        })
+    }
+
+    /// CancelKeyDeletion: the key comes back Disabled.
+    pub fn cancel_key_deletion(&self, req: &KeyIdRequest) -> Result<Empty> {
+        self.modify_key(&req.key_id, |key| {
+            if key.state != KeyState::PendingDeletion {
+                return Err(KmsError::StateModifiedFailed(format!(
+                    "the key is {}, not PendingDeletion",
+                    key.state
+                )));
+            }
+            key.state = KeyState::Disabled;
+            key.delete_ms = None;
+            Ok(())
+        })
+    }
+
+    /// Reads a key afresh inside a write transaction, lets `change` edit it, and writes it back.
+    pub(super) fn modify_key(&self, key_ref: &str, change: impl FnOnce(&mut KeyRecord) -> Result<()>) -> Result<Empty> {
+        self.sync()?;
+        let key_id = self.resolve(key_ref)?.key_id.clone();
+        self.store.write(|tx| {
+            let mut key = store::get_key(tx, &key_id)?.ok_or_else(|| KmsError::KeyNotFound(key_id.clone()))?;
+            change(&mut key)?;
+            store::update_key(tx, &key)
+        })?;
+        self.invalidate();
+        Ok(Empty {})
+    }
+
+    /// The API's view of a key.
+    pub(super) fn metadata(&self, key: &KeyRecord) -> KeyMetadata {
+        let enabled_or = |on: bool| if on { "Enabled" } else { "Disabled" }.to_owned();
+        KeyMetadata {
+            key_id: key.key_id.clone(),
+            arn: self.key_arn(&key.key_id),
+            key_spec: Some(key.spec),
+            key_usage: Some(key.usage),
+            key_state: Some(key.state),
+            origin: Some(key.origin),
+            protection_level: Some(key.protection_level),
+            description: key.description.clone(),
+            creator: key.creator.clone(),
+            creation_date: format_time(key.created_ms),
+            delete_date: format_opt(key.delete_ms),
+            deletion_protection: enabled_or(key.deletion_protection),
+            deletion_protection_description: key.deletion_protection_description.clone(),
+            automatic_rotation: match (key.auto_rotation, key.state) {
+                (false, _) => "Disabled".into(),
+                (true, KeyState::Enabled) => "Enabled".into(),
+                (true, _) => "Suspended".into(),
+            },
+            rotation_interval: key
+                .rotation_interval_s
+                .filter(|_| key.spec.is_symmetric())
+                .map(|s| format!("{s}s")),
+            primary_key_version: key.primary_version.clone(),
+            last_rotation_date: format_opt(key.last_rotation_ms),
+            next_rotation_date: format_opt(key.next_rotation_ms.filter(|_| key.auto_rotation)),
+            dkms_instance_id: key.instance_id.clone(),
+        }
+    }
+}

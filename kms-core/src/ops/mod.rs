@@ -1,0 +1,368 @@
+//! The `Kms` facade: one method per API operation, one file per family of operations.
+//!
+//! Hot paths (Encrypt, Decrypt, Sign…) read no SQLite rows: key metadata and loaded keys are
+//! cached in memory. Each call asks SQLite only for `PRAGMA data_version`, which changes when
+//! another process commits, and then drops the metadata cache; loaded key versions are
+//! immutable, so they stay cached until their key is purged.
+
+mod aliases;
+mod crypto;
+mod keys;
+mod tags;
+mod versions;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use zeroize::Zeroizing;
+
+use crate::clock::{Clock, SystemClock, format_time};
+use crate::engine::{Engine, EngineError, KeyHandle, SoftwareEngine, StoredKey, VersionRef};
+use crate::error::{KmsError, Result};
+use crate::model::{KeyState, KeyUsage};
+use crate::store::{self, KeyRecord, RootKeySource, Store};
+
+/// The id of the instance every key belongs to until instances are configurable.
+pub const DEFAULT_INSTANCE_ID: &str = "kst-default";
+
+/// The environment variable naming the store directory.
+pub const STORE_ENV: &str = "TESSERA_STORE";
+
+/// The store directory when none is named: `$TESSERA_STORE`, else `$XDG_DATA_HOME/tessera`,
+/// else `~/.local/share/tessera`, else `./.tessera`.
+pub fn default_store_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(STORE_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(data).join("tessera");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/share/tessera");
+    }
+    PathBuf::from(".tessera")
+}
+
+/// How to open a [`Kms`].
+#[derive(Clone)]
+pub struct KmsOptions {
+    /// Where the root key comes from.
+    pub root: RootKeySource,
+    /// The clock (inject a [`crate::clock::ManualClock`] in tests).
+    pub clock: Arc<dyn Clock>,
+    /// The engine that holds key material.
+    pub engine: Arc<dyn Engine>,
+}
+
+impl Default for KmsOptions {
+    fn default() -> Self {
+        KmsOptions {
+            root: RootKeySource::default(),
+            clock: Arc::new(SystemClock),
+            engine: Arc::new(SoftwareEngine),
+        }
+    }
+}
+
+/// Key metadata cached between calls, dropped whenever the database changed.
+#[derive(Default)]
+struct MetaCache {
+    /// Bumped at every drop, so a reader that loaded a row before a drop does not cache it after.
+    epoch: u64,
+    /// False until loaded, and after our own writes.
+    fresh: bool,
+    data_version: i64,
+    next_due_ms: Option<i64>,
+    keys: HashMap<String, Arc<KeyRecord>>,
+    aliases: HashMap<String, String>,
+}
+
+/// Loaded key versions: key id → version id → handle.
+type HandleCache = HashMap<String, HashMap<String, Arc<dyn KeyHandle>>>;
+
+/// The key management service over one store.
+pub struct Kms {
+    store: Store,
+    engine: Arc<dyn Engine>,
+    clock: Arc<dyn Clock>,
+    meta: RwLock<MetaCache>,
+    handles: RwLock<HandleCache>,
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kms")
+            .field("store", &self.store)
+            .field("engine", &self.engine.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh random id in the UUID v4 form the API uses for keys and versions.
+pub(crate) fn new_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| KmsError::Internal(format!("OS random: {e}")))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+pub(crate) fn engine_error(e: EngineError, param: &'static str) -> KmsError {
+    match e {
+        EngineError::Unsupported(what) => KmsError::Unsupported {
+            what: "Algorithm",
+            reason: format!("{what} is not supported for this key"),
+        },
+        EngineError::InvalidInput(why) => KmsError::invalid(param, why),
+        EngineError::Crypto => KmsError::InvalidCiphertext,
+        EngineError::BadStoredKey => KmsError::internal("stored key material is unreadable"),
+        EngineError::Backend(why) => KmsError::Internal(why),
+    }
+}
+
+impl Kms {
+    /// Opens the store in `dir` with the software engine, the system clock and a root key file.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Kms> {
+        Self::open_with(dir, KmsOptions::default())
+    }
+
+    /// Opens the store in `dir` and applies any work that fell due while it was closed.
+    pub fn open_with(dir: impl AsRef<Path>, options: KmsOptions) -> Result<Kms> {
+        let store = Store::open(dir.as_ref(), &options.root)?;
+        let kms = Kms {
+            store,
+            engine: options.engine,
+            clock: options.clock,
+            meta: RwLock::new(MetaCache::default()),
+            handles: RwLock::new(HashMap::new()),
+        };
+        kms.sync()?;
+        Ok(kms)
+    }
+
+    /// The store directory.
+    pub fn store_dir(&self) -> &Path {
+        self.store.dir()
+    }
+
+    /// The account that owns this store's keys.
+    pub fn account_id(&self) -> &str {
+        self.store.account_id()
+    }
+
+    /// The current time of the injected clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Brings the caches up to date and applies due work (rotation, purge). Called before every
+    /// operation; on the common path it costs one `PRAGMA data_version` and a clock read.
+    fn sync(&self) -> Result<()> {
+        let data_version = self.store.data_version()?;
+        let now = self.clock.now_ms();
+        {
+            let meta = self.meta.read();
+            if meta.fresh && meta.data_version == data_version && meta.next_due_ms.is_none_or(|t| now < t) {
+                return Ok(());
+            }
+        }
+        let mut next_due = self.store.read(store::next_due)?;
+        if next_due.is_some_and(|t| t <= now) {
+            self.apply_due_work(now)?;
+            next_due = self.store.read(store::next_due)?;
+        }
+        let mut meta = self.meta.write();
+        meta.epoch += 1;
+        meta.keys.clear();
+        meta.aliases.clear();
+        meta.data_version = data_version;
+        meta.next_due_ms = next_due;
+        meta.fresh = true;
+        Ok(())
+    }
+
+    /// Applies due work now (what `tessera maintain` runs). Returns (rotated, purged) counts.
+    pub fn maintain(&self) -> Result<(usize, usize)> {
+        let now = self.clock.now_ms();
+        let counts = self.apply_due_work(now)?;
+        self.invalidate();
+        self.sync()?;
+        Ok(counts)
+    }
+
+    /// Forgets cached metadata after our own write (our commits do not move `data_version`).
+    fn invalidate(&self) {
+        let mut meta = self.meta.write();
+        meta.epoch += 1;
+        meta.fresh = false;
+        meta.keys.clear();
+        meta.aliases.clear();
+    }
+
+    /// A key by id, from the cache or the store.
+    fn key_by_id(&self, key_id: &str) -> Result<Arc<KeyRecord>> {
+        let epoch = {
+            let meta = self.meta.read();
+            if let Some(k) = meta.keys.get(key_id) {
+                return Ok(Arc::clone(k));
+            }
+            meta.epoch
+        };
+        let record = self
+            .store
+            .read(|c| store::get_key(c, key_id))?
+            .ok_or_else(|| KmsError::KeyNotFound(key_id.to_owned()))?;
+        let record = Arc::new(record);
+        let mut meta = self.meta.write();
+        if meta.epoch == epoch {
+            meta.keys.insert(key_id.to_owned(), Arc::clone(&record));
+        }
+        Ok(record)
+    }
+
+    /// The key an alias names, from the cache or the store.
+    fn alias_target(&self, alias: &str) -> Result<String> {
+        let epoch = {
+            let meta = self.meta.read();
+            if let Some(k) = meta.aliases.get(alias) {
+                return Ok(k.clone());
+            }
+            meta.epoch
+        };
+        let key_id = self
+            .store
+            .read(|c| store::alias_target(c, alias))?
+            .ok_or_else(|| KmsError::AliasNotFound(alias.to_owned()))?;
+        let mut meta = self.meta.write();
+        if meta.epoch == epoch {
+            meta.aliases.insert(alias.to_owned(), key_id.clone());
+        }
+        Ok(key_id)
+    }
+
+    /// Resolves what the caller named — a key id, `alias/…`, or a key or alias ARN — to a key.
+    fn resolve(&self, key_ref: &str) -> Result<Arc<KeyRecord>> {
+        let key_ref = key_ref.trim();
+        if key_ref.is_empty() {
+            return Err(KmsError::MissingParameter("KeyId"));
+        }
+        let name = match key_ref.strip_prefix("acs:kms:") {
+            Some(arn) => arn.rsplit(':').next().unwrap_or(arn),
+            None => key_ref,
+        };
+        if name.starts_with("alias/") {
+            let key_id = self.alias_target(name)?;
+            return self.key_by_id(&key_id);
+        }
+        self.key_by_id(name.strip_prefix("key/").unwrap_or(name))
+    }
+
+    /// Resolves a key that must be Enabled and have `usage`.
+    fn usable(&self, key_ref: &str, usage: KeyUsage) -> Result<Arc<KeyRecord>> {
+        let key = self.resolve(key_ref)?;
+        if key.state != KeyState::Enabled {
+            return Err(KmsError::KeyStateRejected { state: key.state });
+        }
+        if key.usage != usage {
+            return Err(KmsError::Unsupported {
+                what: "KeyUsage",
+                reason: format!("the key's usage is {}, this operation needs {usage}", key.usage),
+            });
+        }
+        Ok(key)
+    }
+
+    /// The loaded key of a version, from the cache or unsealed from the store.
+    fn handle(&self, key: &KeyRecord, version_id: &str) -> Result<Arc<dyn KeyHandle>> {
+        if let Some(h) = self.handles.read().get(&key.key_id).and_then(|v| v.get(version_id)) {
+            return Ok(Arc::clone(h));
+        }
+        let not_found = || KmsError::KeyVersionNotFound {
+            key_id: key.key_id.clone(),
+            version_id: version_id.to_owned(),
+        };
+        let (_, stored) = self
+            .store
+            .read(|c| store::get_version(c, &key.key_id, version_id))?
+            .ok_or_else(not_found)?;
+        let material = if self.engine.stored_keys_are_secret() {
+            self.store.sealer().unseal(&key.key_id, version_id, &stored)?
+        } else {
+            Zeroizing::new(stored)
+        };
+        let version = VersionRef {
+            key_id: &key.key_id,
+            version_id,
+        };
+        let handle = self
+            .engine
+            .load(key.spec, version, &material)
+            .map_err(|e| engine_error(e, "KeyId"))?;
+        self.handles
+            .write()
+            .entry(key.key_id.clone())
+            .or_default()
+            .insert(version_id.to_owned(), Arc::clone(&handle));
+        Ok(handle)
+    }
+
+    /// The primary version's id of an Enabled key.
+    fn primary(key: &KeyRecord) -> Result<&str> {
+        key.primary_version.as_deref().ok_or(KmsError::KeyStateRejected {
+            state: KeyState::PendingImport,
+        })
+    }
+
+    /// Makes a new version's material in the engine and returns it in the form the store keeps.
+    fn new_material(&self, key: &KeyRecord, version_id: &str) -> Result<Vec<u8>> {
+        let version = VersionRef {
+            key_id: &key.key_id,
+            version_id,
+        };
+        let stored: StoredKey = self
+            .engine
+            .generate(key.spec, version)
+            .map_err(|e| engine_error(e, "KeySpec"))?;
+        if self.engine.stored_keys_are_secret() {
+            self.store.sealer().seal(&key.key_id, version_id, &stored)
+        } else {
+            Ok(stored.to_vec())
+        }
+    }
+
+    /// The ARN of a key.
+    fn key_arn(&self, key_id: &str) -> String {
+        format!(
+            "acs:kms:{}:{}:key/{key_id}",
+            self.store.region(),
+            self.store.account_id()
+        )
+    }
+
+    /// The ARN of an alias.
+    fn alias_arn(&self, alias_name: &str) -> String {
+        format!(
+            "acs:kms:{}:{}:{alias_name}",
+            self.store.region(),
+            self.store.account_id()
+        )
+    }
+}
+
+fn format_opt(ms: Option<i64>) -> Option<String> {
+    ms.map(format_time)
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
