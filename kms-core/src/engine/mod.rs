@@ -71,8 +71,9 @@ pub trait Engine: Send + Sync {
     /// Turns a stored form back into a usable key.
     fn load(&self, spec: KeySpec, version: VersionRef<'_>, stored: &[u8]) -> Result<Arc<dyn KeyHandle>, EngineError>;
 
-    /// Destroys a version's material where the engine holds it (an HSM object). The software
-    /// engine holds nothing outside the store, so for it this is a no-op.
+    /// Destroys a version's material where the engine holds it (an HSM object), when its key is
+    /// purged. Called only for engines whose stored keys are not secret: an engine whose stored
+    /// form is the material itself holds nothing outside the store rows, which are deleted.
     fn destroy(&self, version: VersionRef<'_>, stored: &[u8]) -> Result<(), EngineError>;
 
     /// Fills `out` with random bytes from the engine's generator.

@@ -122,10 +122,10 @@ impl Engine for SoftwareEngine {
                 let key = rsa::PrivateKey::from_pkcs8_der(stored).map_err(|_| EngineError::BadStoredKey)?;
                 Arc::new(RsaKey::new(spec, key))
             }
-            KeySpec::EcP256 => Arc::new(P256Key(
+            KeySpec::EcP256 => Arc::new(P256Key::new(
                 p256::ecdsa::SigningKey::from_slice(stored).map_err(|_| EngineError::BadStoredKey)?,
             )),
-            KeySpec::EcP256K => Arc::new(K256Key(
+            KeySpec::EcP256K => Arc::new(K256Key::new(
                 k256::ecdsa::SigningKey::from_slice(stored).map_err(|_| EngineError::BadStoredKey)?,
             )),
             KeySpec::EcSm2 => Arc::new(Sm2Key::new(stored)?),
@@ -194,8 +194,7 @@ fn check_digest(digest: &[u8]) -> Result<(), EngineError> {
     }
 }
 
-fn check_alg<T: PartialEq>(spec: KeySpec, allowed: &[T], alg: &T) -> Result<(), EngineError> {
-    let _ = spec;
+fn check_alg<T: PartialEq>(allowed: &[T], alg: &T) -> Result<(), EngineError> {
     if allowed.contains(alg) {
         Ok(())
     } else {
@@ -203,21 +202,56 @@ fn check_alg<T: PartialEq>(spec: KeySpec, allowed: &[T], alg: &T) -> Result<(), 
     }
 }
 
-/// An ECDSA key on a short-Weierstrass curve; one impl serves P-256 and secp256k1.
-macro_rules! ecdsa_key {
-    ($name:ident, $curve:ident, $spec:expr) => {
-        struct $name($curve::ecdsa::SigningKey);
+/// Signs and verifies through the public half of a key pair, held beside the private half.
+macro_rules! delegate_public {
+    () => {
+        fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+            self.public.verify_digest(alg, digest, signature)
+        }
 
-        impl KeyHandle for $name {
+        fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
+            self.public.encrypt(alg, plaintext)
+        }
+
+        fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
+            self.public.public_key_der()
+        }
+    };
+}
+
+impl SoftwareEngine {
+    /// Loads only a public key (a DER SubjectPublicKeyInfo): it verifies and encrypts.
+    /// For keys made elsewhere: test vectors, certificates, a peer's key.
+    pub fn load_public(&self, spec: KeySpec, spki_der: &[u8]) -> Result<Arc<dyn KeyHandle>, EngineError> {
+        use rsa::pkcs8::DecodePublicKey;
+        let bad = |_| EngineError::InvalidInput("not a public key of this spec");
+        Ok(match spec {
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => Arc::new(RsaPublic::new(
+                spec,
+                rsa::PublicKey::from_public_key_der(spki_der).map_err(bad)?,
+            )),
+            KeySpec::EcP256 => Arc::new(P256Public(
+                p256::ecdsa::VerifyingKey::from_public_key_der(spki_der).map_err(bad)?,
+            )),
+            KeySpec::EcP256K => Arc::new(K256Public(
+                k256::ecdsa::VerifyingKey::from_public_key_der(spki_der).map_err(bad)?,
+            )),
+            KeySpec::EcSm2 => Arc::new(Sm2Public::new(
+                sm2::PublicKey::from_public_key_der(spki_der).map_err(bad)?,
+            )?),
+            _ => return Err(EngineError::Unsupported("public keys of symmetric specs")),
+        })
+    }
+}
+
+/// An ECDSA key pair on a short-Weierstrass curve; one definition serves P-256 and secp256k1.
+macro_rules! ecdsa_key {
+    ($private:ident, $public:ident, $curve:ident, $spec:expr) => {
+        struct $public($curve::ecdsa::VerifyingKey);
+
+        impl KeyHandle for $public {
             fn spec(&self) -> KeySpec {
                 $spec
-            }
-
-            fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
-                check_alg($spec, $spec.signing_algorithms(), &alg)?;
-                check_digest(digest)?;
-                let sig: $curve::ecdsa::DerSignature = self.0.sign_prehash(digest).map_err(|_| EngineError::Crypto)?;
-                Ok(sig.to_vec())
             }
 
             fn verify_digest(
@@ -226,41 +260,113 @@ macro_rules! ecdsa_key {
                 digest: &[u8],
                 signature: &[u8],
             ) -> Result<bool, EngineError> {
-                check_alg($spec, $spec.signing_algorithms(), &alg)?;
+                check_alg($spec.signing_algorithms(), &alg)?;
                 check_digest(digest)?;
                 let Ok(sig) = $curve::ecdsa::Signature::from_der(signature) else {
                     return Ok(false);
                 };
-                Ok(self.0.verifying_key().verify_prehash(digest, &sig).is_ok())
+                Ok(self.0.verify_prehash(digest, &sig).is_ok())
             }
 
             fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
-                let doc = self
-                    .0
-                    .verifying_key()
-                    .to_public_key_der()
-                    .map_err(|_| EngineError::Crypto)?;
+                let doc = self.0.to_public_key_der().map_err(|_| EngineError::Crypto)?;
                 Ok(doc.as_bytes().to_vec())
             }
+        }
+
+        struct $private {
+            key: $curve::ecdsa::SigningKey,
+            public: $public,
+        }
+
+        impl $private {
+            fn new(key: $curve::ecdsa::SigningKey) -> Self {
+                let public = $public(*key.verifying_key());
+                $private { key, public }
+            }
+        }
+
+        impl KeyHandle for $private {
+            fn spec(&self) -> KeySpec {
+                $spec
+            }
+
+            fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
+                check_alg($spec.signing_algorithms(), &alg)?;
+                check_digest(digest)?;
+                let sig: $curve::ecdsa::DerSignature =
+                    self.key.sign_prehash(digest).map_err(|_| EngineError::Crypto)?;
+                Ok(sig.to_vec())
+            }
+
+            delegate_public!();
         }
     };
 }
 
-ecdsa_key!(P256Key, p256, KeySpec::EcP256);
-ecdsa_key!(K256Key, k256, KeySpec::EcP256K);
+ecdsa_key!(P256Key, P256Public, p256, KeySpec::EcP256);
+ecdsa_key!(K256Key, K256Public, k256, KeySpec::EcP256K);
+
+/// The public half of an SM2 key: verifies SM2DSA, encrypts SM2PKE.
+struct Sm2Public {
+    verify: sm2::dsa::VerifyingKey,
+    encrypt: sm2::pke::EncryptingKey,
+}
+
+impl Sm2Public {
+    fn new(public: sm2::PublicKey) -> Result<Self, EngineError> {
+        Ok(Sm2Public {
+            verify: sm2::dsa::VerifyingKey::new(SM2_DEFAULT_DISTID, public).map_err(|_| EngineError::Crypto)?,
+            encrypt: sm2::pke::EncryptingKey::new(public),
+        })
+    }
+}
+
+impl KeyHandle for Sm2Public {
+    fn spec(&self) -> KeySpec {
+        KeySpec::EcSm2
+    }
+
+    fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+        check_alg(KeySpec::EcSm2.signing_algorithms(), &alg)?;
+        check_digest(digest)?;
+        let Ok(sig) = sm2::dsa::Signature::from_der(signature) else {
+            return Ok(false);
+        };
+        Ok(self.verify.verify_prehash(digest, &sig).is_ok())
+    }
+
+    fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
+        check_alg(KeySpec::EcSm2.asymmetric_algorithms(), &alg)?;
+        self.encrypt
+            .encrypt_der(&mut SysRng, plaintext)
+            .map_err(|_| EngineError::Crypto)
+    }
+
+    fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
+        let public = sm2::PublicKey::from_affine(*self.verify.as_affine()).map_err(|_| EngineError::Crypto)?;
+        let doc = public.to_public_key_der().map_err(|_| EngineError::Crypto)?;
+        Ok(doc.as_bytes().to_vec())
+    }
+}
 
 /// An SM2 key: the same scalar signs (SM2DSA) and decrypts (SM2PKE).
 struct Sm2Key {
     sign: sm2::dsa::SigningKey,
     decrypt: sm2::pke::DecryptingKey,
+    public: Sm2Public,
 }
 
 impl Sm2Key {
     fn new(scalar: &[u8]) -> Result<Self, EngineError> {
+        let sign =
+            sm2::dsa::SigningKey::from_slice(SM2_DEFAULT_DISTID, scalar).map_err(|_| EngineError::BadStoredKey)?;
+        let decrypt = sm2::pke::DecryptingKey::from_slice(scalar).map_err(|_| EngineError::BadStoredKey)?;
+        let public = sm2::PublicKey::from_affine(*sign.verifying_key().as_affine()).map_err(|_| EngineError::Crypto)?;
         Ok(Sm2Key {
-            sign: sm2::dsa::SigningKey::from_slice(SM2_DEFAULT_DISTID, scalar)
-                .map_err(|_| EngineError::BadStoredKey)?,
-            decrypt: sm2::pke::DecryptingKey::from_slice(scalar).map_err(|_| EngineError::BadStoredKey)?,
+            sign,
+            decrypt,
+            public: Sm2Public::new(public)?,
         })
     }
 }
@@ -271,7 +377,7 @@ impl KeyHandle for Sm2Key {
     }
 
     fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
-        check_alg(KeySpec::EcSm2, KeySpec::EcSm2.signing_algorithms(), &alg)?;
+        check_alg(KeySpec::EcSm2.signing_algorithms(), &alg)?;
         check_digest(digest)?;
         let sig: sm2::dsa::Signature = self
             .sign
@@ -280,35 +386,66 @@ impl KeyHandle for Sm2Key {
         Ok(sig.to_der().to_vec())
     }
 
-    fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
-        check_alg(KeySpec::EcSm2, KeySpec::EcSm2.signing_algorithms(), &alg)?;
-        check_digest(digest)?;
-        let Ok(sig) = sm2::dsa::Signature::from_der(signature) else {
-            return Ok(false);
-        };
-        Ok(self.sign.verifying_key().verify_prehash(digest, &sig).is_ok())
-    }
-
-    fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
-        check_alg(KeySpec::EcSm2, KeySpec::EcSm2.asymmetric_algorithms(), &alg)?;
-        self.decrypt
-            .encrypting_key()
-            .encrypt_der(&mut SysRng, plaintext)
-            .map_err(|_| EngineError::Crypto)
-    }
-
     fn decrypt(&self, alg: AsymmetricAlgorithm, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
-        check_alg(KeySpec::EcSm2, KeySpec::EcSm2.asymmetric_algorithms(), &alg)?;
+        check_alg(KeySpec::EcSm2.asymmetric_algorithms(), &alg)?;
         self.decrypt
             .decrypt_der(ciphertext)
             .map(Zeroizing::new)
             .map_err(|_| EngineError::Crypto)
     }
 
+    delegate_public!();
+}
+
+/// The public half of an RSA key, with its verifiers built once.
+struct RsaPublic {
+    spec: KeySpec,
+    key: rsa::PublicKey,
+    pkcs1: rsa::pkcs1v15::VerifyingKey<Sha256>,
+    pss: rsa::pss::VerifyingKey<Sha256>,
+}
+
+impl RsaPublic {
+    fn new(spec: KeySpec, key: rsa::PublicKey) -> Self {
+        RsaPublic {
+            spec,
+            pkcs1: rsa::pkcs1v15::VerifyingKey::new(key.clone()),
+            // Any salt length verifies, as OpenSSL's verifier does: signers differ in what they pick.
+            pss: rsa::pss::VerifyingKey::new_with_auto_salt_len(key.clone()),
+            key,
+        }
+    }
+}
+
+impl KeyHandle for RsaPublic {
+    fn spec(&self) -> KeySpec {
+        self.spec
+    }
+
+    fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+        check_alg(self.spec.signing_algorithms(), &alg)?;
+        check_digest(digest)?;
+        let ok = match alg {
+            SigningAlgorithm::RsaPkcs1Sha256 => rsa::pkcs1v15::Signature::try_from(signature)
+                .is_ok_and(|sig| self.pkcs1.verify_prehash(digest, &sig).is_ok()),
+            _ => {
+                rsa::pss::Signature::try_from(signature).is_ok_and(|sig| self.pss.verify_prehash(digest, &sig).is_ok())
+            }
+        };
+        Ok(ok)
+    }
+
+    fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
+        check_alg(self.spec.asymmetric_algorithms(), &alg)?;
+        match alg {
+            AsymmetricAlgorithm::RsaesOaepSha1 => self.key.oaep_encrypt::<sha1::Sha1>(plaintext),
+            _ => self.key.oaep_encrypt::<Sha256>(plaintext),
+        }
+        .map_err(|_| EngineError::InvalidInput("the plaintext is too long for this key"))
+    }
+
     fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
-        let public =
-            sm2::PublicKey::from_affine(*self.sign.verifying_key().as_affine()).map_err(|_| EngineError::Crypto)?;
-        let doc = public.to_public_key_der().map_err(|_| EngineError::Crypto)?;
+        let doc = self.key.to_public_key_der().map_err(|_| EngineError::Crypto)?;
         Ok(doc.as_bytes().to_vec())
     }
 }
@@ -319,6 +456,7 @@ struct RsaKey {
     key: rsa::PrivateKey,
     pkcs1: rsa::pkcs1v15::SigningKey<Sha256>,
     pss: rsa::pss::SigningKey<Sha256>,
+    public: RsaPublic,
 }
 
 impl RsaKey {
@@ -327,6 +465,7 @@ impl RsaKey {
             spec,
             pkcs1: rsa::pkcs1v15::SigningKey::new(key.clone()),
             pss: rsa::pss::SigningKey::new(key.clone()),
+            public: RsaPublic::new(spec, key.to_public_key()),
             key,
         }
     }
@@ -338,7 +477,7 @@ impl KeyHandle for RsaKey {
     }
 
     fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
-        check_alg(self.spec, self.spec.signing_algorithms(), &alg)?;
+        check_alg(self.spec.signing_algorithms(), &alg)?;
         check_digest(digest)?;
         let sig = match alg {
             SigningAlgorithm::RsaPkcs1Sha256 => self.pkcs1.sign_prehash(digest).map(|s| s.to_vec()),
@@ -347,42 +486,8 @@ impl KeyHandle for RsaKey {
         sig.map_err(|_| EngineError::Crypto)
     }
 
-    fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
-        check_alg(self.spec, self.spec.signing_algorithms(), &alg)?;
-        check_digest(digest)?;
-        let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else {
-            return Ok(false);
-        };
-        let public = self.key.to_public_key();
-        let ok = match alg {
-            SigningAlgorithm::RsaPkcs1Sha256 => rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public)
-                .verify_prehash(digest, &sig)
-                .is_ok(),
-            _ => {
-                let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
-                    return Ok(false);
-                };
-                // Any salt length verifies, as OpenSSL's does: signers differ in what they pick.
-                rsa::pss::VerifyingKey::<Sha256>::new_with_auto_salt_len(public)
-                    .verify_prehash(digest, &sig)
-                    .is_ok()
-            }
-        };
-        Ok(ok)
-    }
-
-    fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
-        check_alg(self.spec, self.spec.asymmetric_algorithms(), &alg)?;
-        let public = self.key.as_public_key();
-        match alg {
-            AsymmetricAlgorithm::RsaesOaepSha1 => public.oaep_encrypt::<sha1::Sha1>(plaintext),
-            _ => public.oaep_encrypt::<Sha256>(plaintext),
-        }
-        .map_err(|_| EngineError::InvalidInput("the plaintext is too long for this key"))
-    }
-
     fn decrypt(&self, alg: AsymmetricAlgorithm, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
-        check_alg(self.spec, self.spec.asymmetric_algorithms(), &alg)?;
+        check_alg(self.spec.asymmetric_algorithms(), &alg)?;
         match alg {
             AsymmetricAlgorithm::RsaesOaepSha1 => self.key.oaep_decrypt::<sha1::Sha1>(ciphertext),
             _ => self.key.oaep_decrypt::<Sha256>(ciphertext),
@@ -391,14 +496,7 @@ impl KeyHandle for RsaKey {
         .map_err(|_| EngineError::Crypto)
     }
 
-    fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
-        let doc = self
-            .key
-            .as_public_key()
-            .to_public_key_der()
-            .map_err(|_| EngineError::Crypto)?;
-        Ok(doc.as_bytes().to_vec())
-    }
+    delegate_public!();
 }
 
 #[cfg(test)]
