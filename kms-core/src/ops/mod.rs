@@ -56,6 +56,29 @@ pub struct KmsOptions {
     pub engine: Arc<dyn Engine>,
 }
 
+/// The environment variable holding a passphrase for the root key (instead of a key file).
+pub const PASSPHRASE_ENV: &str = "TESSERA_PASSPHRASE";
+/// The environment variable naming a root key file outside the store directory.
+pub const ROOT_KEY_FILE_ENV: &str = "TESSERA_ROOT_KEY_FILE";
+
+impl KmsOptions {
+    /// The defaults, with the root key taken from the environment: `TESSERA_PASSPHRASE` (Argon2id),
+    /// else `TESSERA_ROOT_KEY_FILE`, else `root.key` in the store directory.
+    pub fn from_env() -> Self {
+        let root = if let Some(p) = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()) {
+            RootKeySource::Passphrase(Zeroizing::new(p))
+        } else if let Some(f) = std::env::var_os(ROOT_KEY_FILE_ENV).filter(|f| !f.is_empty()) {
+            RootKeySource::KeyFile(Some(PathBuf::from(f)))
+        } else {
+            RootKeySource::default()
+        };
+        KmsOptions {
+            root,
+            ..KmsOptions::default()
+        }
+    }
+}
+
 impl Default for KmsOptions {
     fn default() -> Self {
         KmsOptions {
