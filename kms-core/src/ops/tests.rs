@@ -85,3 +85,55 @@ fn encrypt_rotate_decrypt_old_ciphertext() {
     });
     assert_eq!(wrong.expect_err("other context").code(), "InvalidCiphertext");
 }
+
+#[test]
+fn one_kms_serves_many_threads_while_keys_rotate() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Kms>();
+    let (_dir, kms, _clock) = open();
+    let kms = Arc::new(kms);
+    let key_id = kms
+        .create_key(&CreateKeyRequest::default())
+        .expect("create")
+        .key_metadata
+        .key_id;
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            let (kms, key_id) = (Arc::clone(&kms), key_id.clone());
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let text = format!("thread {t} message {i}");
+                    let c = ctx(&[("t", &t.to_string())]);
+                    let sealed = kms
+                        .encrypt(&EncryptRequest {
+                            key_id: key_id.clone(),
+                            plaintext: text.as_bytes().into(),
+                            encryption_context: c.clone(),
+                        })
+                        .expect("encrypt");
+                    let back = kms
+                        .decrypt(&DecryptRequest {
+                            ciphertext_blob: sealed.ciphertext_blob,
+                            encryption_context: c,
+                        })
+                        .expect("decrypt");
+                    assert_eq!(back.plaintext.expose(), text.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        kms.create_key_version(&KeyIdRequest::new(key_id.clone()))
+            .expect("rotate");
+    }
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let versions = kms
+        .list_key_versions(&KeyPageRequest {
+            key_id,
+            ..Default::default()
+        })
+        .expect("versions");
+    assert_eq!(versions.total_count, 11);
+}

@@ -215,9 +215,22 @@ impl Store {
         })?;
         let region = meta_get_or_init(&conn, "region", || Ok("local".to_owned()))?;
 
+        let sealed_before: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM meta WHERE name = 'root_check')",
+            [],
+            |r| r.get(0),
+        )?;
         let root_key = match root {
             RootKeySource::KeyFile(path) => {
                 let path = path.clone().unwrap_or_else(|| dir.join(ROOT_KEY_FILE));
+                // A store already sealed under another root key must not grow a new, useless key file.
+                if sealed_before && !path.exists() {
+                    return Err(KmsError::InvalidRootKey(format!(
+                        "{} does not exist; this store was sealed under another root key \
+                         (set TESSERA_PASSPHRASE or TESSERA_ROOT_KEY_FILE)",
+                        path.display()
+                    )));
+                }
                 load_or_create_key_file(&path)?
             }
             RootKeySource::Passphrase(passphrase) => {
