@@ -184,7 +184,7 @@ impl KeySpec {
 
 impl DataKeySpec {
     /// Length of the data key in bytes.
-    pub fn len(self) -> usize {
+    pub fn byte_len(self) -> usize {
         match self {
             DataKeySpec::Aes256 => 32,
             DataKeySpec::Aes128 => 16,

@@ -152,7 +152,7 @@ impl Kms {
     pub fn generate_data_key(&self, req: &GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
         let len = match req.number_of_bytes {
             Some(n) => validate::random_len("NumberOfBytes", n)?,
-            None => req.key_spec.unwrap_or(DataKeySpec::Aes256).len(),
+            None => req.key_spec.unwrap_or(DataKeySpec::Aes256).byte_len(),
         };
         self.sync()?;
         let key = self.usable(&req.key_id, KeyUsage::EncryptDecrypt)?;

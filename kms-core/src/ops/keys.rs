@@ -128,10 +128,10 @@ impl Kms {
             for tag in &req.tags {
                 store::put_tag(tx, &key_id, tag)?;
             }
-            if let Some(alias) = &req.alias {
-                if !store::insert_alias(tx, alias, &key_id, now)? {
-                    return Err(KmsError::AliasAlreadyExists(alias.clone()));
-                }
+            if let Some(alias) = &req.alias
+                && !store::insert_alias(tx, alias, &key_id, now)?
+            {
+                return Err(KmsError::AliasAlreadyExists(alias.clone()));
             }
             Ok(())
         })?;
