@@ -30,4 +30,7 @@ pub mod store;
 pub mod validate;
 
 pub use error::{KmsError, Result};
-pub use ops::{DEFAULT_INSTANCE_ID, Kms, KmsOptions, PASSPHRASE_ENV, ROOT_KEY_FILE_ENV, STORE_ENV, default_store_dir};
+pub use ops::{
+    DEFAULT_INSTANCE_ID, DEFAULT_POLL_INTERVAL, Kms, KmsOptions, PASSPHRASE_ENV, ROOT_KEY_FILE_ENV, STORE_ENV,
+    default_store_dir,
+};

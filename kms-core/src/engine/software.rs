@@ -265,6 +265,9 @@ macro_rules! ecdsa_key {
                 let Ok(sig) = $curve::ecdsa::Signature::from_der(signature) else {
                     return Ok(false);
                 };
+                // ECDSA accepts (r, s) and (r, n - s) alike, but k256's verifier takes only the
+                // low-S form (a Bitcoin rule): normalise, or half of other signers' signatures fail.
+                let sig = sig.normalize_s();
                 Ok(self.0.verify_prehash(digest, &sig).is_ok())
             }
 

@@ -15,7 +15,7 @@ impl Kms {
         self.sync()?;
         let key = self.resolve(&req.key_id)?;
         let now = self.clock.now_ms();
-        self.store.write(|tx| {
+        self.write(|tx| {
             if store::get_key(tx, &key.key_id)?.is_none() {
                 return Err(KmsError::KeyNotFound(key.key_id.clone()));
             }
@@ -24,7 +24,6 @@ impl Kms {
             }
             Ok(())
         })?;
-        self.invalidate();
         Ok(Empty {})
     }
 
@@ -34,7 +33,7 @@ impl Kms {
         self.sync()?;
         let key = self.resolve(&req.key_id)?;
         let now = self.clock.now_ms();
-        self.store.write(|tx| {
+        self.write(|tx| {
             if store::get_key(tx, &key.key_id)?.is_none() {
                 return Err(KmsError::KeyNotFound(key.key_id.clone()));
             }
@@ -43,17 +42,15 @@ impl Kms {
             }
             Ok(())
         })?;
-        self.invalidate();
         Ok(Empty {})
     }
 
     /// DeleteAlias.
     pub fn delete_alias(&self, req: &DeleteAliasRequest) -> Result<Empty> {
         self.sync()?;
-        if !self.store.write(|tx| store::delete_alias(tx, &req.alias_name))? {
+        if !self.write(|tx| store::delete_alias(tx, &req.alias_name))? {
             return Err(KmsError::AliasNotFound(req.alias_name.clone()));
         }
-        self.invalidate();
         Ok(Empty {})
     }
 

@@ -62,6 +62,12 @@ impl Kms {
                 "asymmetric keys rotate only on request (CreateKeyVersion), not automatically".into(),
             ));
         }
+        if auto_rotation && origin == Origin::External {
+            return Err(KmsError::Unsupported {
+                what: "Origin",
+                reason: "keys with imported material do not rotate automatically".into(),
+            });
+        }
         let interval_s = match &req.rotation_interval {
             Some(text) => validate::rotation_interval(text)?,
             None => validate::DEFAULT_ROTATION_INTERVAL_S,
@@ -120,7 +126,7 @@ impl Kms {
                 material,
             ))
         };
-        self.store.write(|tx| {
+        self.write(|tx| {
             store::insert_key(tx, &key)?;
             if let Some((v, material)) = &version {
                 store::insert_version(tx, v, material)?;
@@ -135,7 +141,6 @@ impl Kms {
             }
             Ok(())
         })?;
-        self.invalidate();
         Ok(KeyMetadataResponse {
             key_metadata: self.metadata(&key),
         })
@@ -208,6 +213,10 @@ impl Kms {
         validate::description(&description)
             .map_err(|_| KmsError::invalid("DeletionProtectionDescription", "at most 8192 characters"))?;
         self.modify_key(&req.protected_resource_arn, |key| {
+            // Protection guards against scheduling; a key already pending must be cancelled first.
+            if enable && key.state == KeyState::PendingDeletion {
+                return Err(KmsError::KeyStateRejected { state: key.state });
+            }
             key.deletion_protection = enable;
             key.deletion_protection_description = if enable { description.clone() } else { String::new() };
             Ok(())
@@ -233,7 +242,7 @@ impl Kms {
         })
     }
 
-    /// CancelKeyDeletion: the key comes back Disabled.
+    /// CancelKeyDeletion: the key comes back Disabled (PendingImport when it has no material yet).
     pub fn cancel_key_deletion(&self, req: &KeyIdRequest) -> Result<Empty> {
         self.modify_key(&req.key_id, |key| {
             if key.state != KeyState::PendingDeletion {
@@ -242,7 +251,13 @@ impl Kms {
                     key.state
                 )));
             }
-            key.state = KeyState::Disabled;
+            // A key without material must not become Disabled: EnableKey would then make it an
+            // Enabled key that cannot encrypt (and that automatic rotation would give material).
+            key.state = if key.primary_version.is_none() {
+                KeyState::PendingImport
+            } else {
+                KeyState::Disabled
+            };
             key.delete_ms = None;
             Ok(())
         })
@@ -252,12 +267,11 @@ impl Kms {
     pub(super) fn modify_key(&self, key_ref: &str, change: impl FnOnce(&mut KeyRecord) -> Result<()>) -> Result<Empty> {
         self.sync()?;
         let key_id = self.resolve(key_ref)?.key_id.clone();
-        self.store.write(|tx| {
+        self.write(|tx| {
             let mut key = store::get_key(tx, &key_id)?.ok_or_else(|| KmsError::KeyNotFound(key_id.clone()))?;
             change(&mut key)?;
             store::update_key(tx, &key)
         })?;
-        self.invalidate();
         Ok(Empty {})
     }
 

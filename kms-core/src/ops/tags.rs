@@ -16,7 +16,7 @@ impl Kms {
         validate::tag_count(req.tags.len())?;
         self.sync()?;
         let key = self.resolve(&req.key_id)?;
-        self.store.write(|tx| {
+        self.write(|tx| {
             if store::get_key(tx, &key.key_id)?.is_none() {
                 return Err(KmsError::KeyNotFound(key.key_id.clone()));
             }
@@ -26,7 +26,6 @@ impl Kms {
             // Counted inside the transaction so that concurrent taggers cannot pass 20 together.
             validate::tag_count(store::tags(tx, &key.key_id)?.len())
         })?;
-        self.invalidate();
         Ok(Empty {})
     }
 
@@ -37,13 +36,12 @@ impl Kms {
         }
         self.sync()?;
         let key = self.resolve(&req.key_id)?;
-        self.store.write(|tx| {
+        self.write(|tx| {
             for tag_key in &req.tag_keys {
                 store::delete_tag(tx, &key.key_id, tag_key)?;
             }
             Ok(())
         })?;
-        self.invalidate();
         Ok(Empty {})
     }
 

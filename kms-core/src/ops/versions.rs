@@ -42,7 +42,7 @@ impl Kms {
             created_ms: now,
         };
         let material = self.new_material(&key, &version.version_id)?;
-        self.store.write(|tx| {
+        self.write(|tx| {
             let mut current =
                 store::get_key(tx, &key.key_id)?.ok_or_else(|| KmsError::KeyNotFound(key.key_id.clone()))?;
             if current.state != KeyState::Enabled {
@@ -52,7 +52,6 @@ impl Kms {
             promote(&mut current, &version.version_id, now);
             store::update_key(tx, &current)
         })?;
-        self.invalidate();
         Ok(KeyVersionResponse {
             key_version: version_view(&version),
         })
@@ -132,7 +131,7 @@ impl Kms {
     /// whose interval passed. Every step re-checks inside its transaction, so processes that run
     /// this at the same time do each piece of work once.
     pub(super) fn apply_due_work(&self, now: i64) -> Result<(usize, usize)> {
-        let purged = self.store.write(|tx| {
+        let purged = self.write(|tx| {
             let mut purged = Vec::new();
             for key_id in store::due_purges(tx, now)? {
                 let materials = store::version_materials(tx, &key_id)?;
@@ -155,7 +154,7 @@ impl Kms {
                 created_ms: now,
             };
             let material = self.new_material(&key, &version.version_id)?;
-            let applied = self.store.write(|tx| {
+            let applied = self.write(|tx| {
                 let Some(mut current) = store::get_key(tx, &key.key_id)? else {
                     return Ok(false);
                 };
