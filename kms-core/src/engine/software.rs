@@ -54,6 +54,12 @@ fn rsa_bits(spec: KeySpec) -> Option<usize> {
     }
 }
 
+/// Whether an RSA key's modulus has exactly the bits its spec names.
+fn modulus_fits(spec: KeySpec, key: &rsa::PublicKey) -> bool {
+    use rsa::traits::PublicKeyParts;
+    usize::try_from(key.n().bit_width()).ok() == rsa_bits(spec)
+}
+
 fn symmetric_key_len(spec: KeySpec) -> Option<usize> {
     match spec {
         KeySpec::Aes256 => Some(32),
@@ -120,6 +126,9 @@ impl Engine for SoftwareEngine {
             ))),
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 let key = rsa::PrivateKey::from_pkcs8_der(stored).map_err(|_| EngineError::BadStoredKey)?;
+                if !modulus_fits(spec, key.as_public_key()) {
+                    return Err(EngineError::BadStoredKey);
+                }
                 Arc::new(RsaKey::new(spec, key))
             }
             KeySpec::EcP256 => Arc::new(P256Key::new(
@@ -226,10 +235,15 @@ impl SoftwareEngine {
         use rsa::pkcs8::DecodePublicKey;
         let bad = |_| EngineError::InvalidInput("not a public key of this spec");
         Ok(match spec {
-            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => Arc::new(RsaPublic::new(
-                spec,
-                rsa::PublicKey::from_public_key_der(spki_der).map_err(bad)?,
-            )),
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+                let key = rsa::PublicKey::from_public_key_der(spki_der).map_err(bad)?;
+                if !modulus_fits(spec, &key) {
+                    return Err(EngineError::InvalidInput(
+                        "the RSA modulus is not the size of this spec",
+                    ));
+                }
+                Arc::new(RsaPublic::new(spec, key))
+            }
             KeySpec::EcP256 => Arc::new(P256Public(
                 p256::ecdsa::VerifyingKey::from_public_key_der(spki_der).map_err(bad)?,
             )),
