@@ -80,8 +80,122 @@ pub trait Engine: Send + Sync {
     fn fill_random(&self, out: &mut [u8]) -> Result<(), EngineError>;
 }
 
+/// A hash function a signing or OAEP scheme names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashAlg {
+    /// SHA-1 (OAEP only).
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl HashAlg {
+    /// The digest length in bytes.
+    pub fn len(self) -> usize {
+        match self {
+            HashAlg::Sha1 => 20,
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+}
+
+/// How an ECDSA or SM2 signature is written: DER (the KMS API, OpenSSL) or the fixed-size
+/// `r || s` (PKCS#11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigEncoding {
+    /// `SEQUENCE { r INTEGER, s INTEGER }`.
+    Der,
+    /// `r || s`, each as long as the curve order.
+    Raw,
+}
+
+/// A signature scheme over data the caller already hashed (the KMS API and PKCS#11 both hand
+/// the engine a digest or, for raw PKCS#1, an encoded DigestInfo).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignScheme {
+    /// ECDSA over a digest of any length the curve accepts (longer ones are truncated).
+    Ecdsa(SigEncoding),
+    /// SM2DSA over `e = SM3(Z || M)`.
+    Sm2(SigEncoding),
+    /// RSASSA-PKCS1-v1_5. `Some(hash)`: the data is that hash's digest and the engine adds the
+    /// DigestInfo prefix; `None`: the data is the DigestInfo itself (PKCS#11 `CKM_RSA_PKCS`).
+    RsaPkcs1(Option<HashAlg>),
+    /// RSASSA-PSS with MGF1 over the same hash. `salt_len`: signing uses the digest length when
+    /// `None`; verification accepts any salt length when `None`.
+    RsaPss {
+        /// The message digest (and MGF1) hash.
+        hash: HashAlg,
+        /// The salt length in bytes.
+        salt_len: Option<usize>,
+    },
+}
+
+/// An asymmetric encryption scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CipherScheme {
+    /// RSAES-OAEP with MGF1 over the same hash and an empty label.
+    RsaOaep(HashAlg),
+    /// SM2 public key encryption (GB/T 32918.4), DER ciphertext.
+    Sm2Pke,
+}
+
+impl SigningAlgorithm {
+    /// The scheme an API signing algorithm names (the API's digests are all 32 bytes).
+    pub fn scheme(self) -> SignScheme {
+        match self {
+            SigningAlgorithm::EcdsaSha256 => SignScheme::Ecdsa(SigEncoding::Der),
+            SigningAlgorithm::Sm2Dsa => SignScheme::Sm2(SigEncoding::Der),
+            SigningAlgorithm::RsaPkcs1Sha256 => SignScheme::RsaPkcs1(Some(HashAlg::Sha256)),
+            SigningAlgorithm::RsaPssSha256 => SignScheme::RsaPss {
+                hash: HashAlg::Sha256,
+                salt_len: None,
+            },
+        }
+    }
+}
+
+impl AsymmetricAlgorithm {
+    /// The scheme an API encryption algorithm names.
+    pub fn scheme(self) -> CipherScheme {
+        match self {
+            AsymmetricAlgorithm::RsaesOaepSha1 => CipherScheme::RsaOaep(HashAlg::Sha1),
+            AsymmetricAlgorithm::RsaesOaepSha256 => CipherScheme::RsaOaep(HashAlg::Sha256),
+            AsymmetricAlgorithm::Sm2Pke => CipherScheme::Sm2Pke,
+        }
+    }
+}
+
+/// Length of the digests the API's signing algorithms take (all are SHA-256 or SM3).
+const API_DIGEST_LEN: usize = 32;
+
+fn check_api_signing(spec: KeySpec, alg: SigningAlgorithm, digest: &[u8]) -> Result<(), EngineError> {
+    if !spec.signing_algorithms().contains(&alg) {
+        return Err(EngineError::Unsupported("this algorithm with this key spec"));
+    }
+    if digest.len() != API_DIGEST_LEN {
+        return Err(EngineError::InvalidInput("the digest must be 32 bytes"));
+    }
+    Ok(())
+}
+
+fn check_api_cipher(spec: KeySpec, alg: AsymmetricAlgorithm) -> Result<(), EngineError> {
+    if spec.asymmetric_algorithms().contains(&alg) {
+        Ok(())
+    } else {
+        Err(EngineError::Unsupported("this algorithm with this key spec"))
+    }
+}
+
 /// A loaded key version. Methods an algorithm family does not support return
-/// [`EngineError::Unsupported`].
+/// [`EngineError::Unsupported`]. An engine implements the scheme methods ([`KeyHandle::sign`],
+/// [`KeyHandle::verify`], [`KeyHandle::encrypt_with`], [`KeyHandle::decrypt_with`]); the API
+/// forms (`sign_digest`…) check the API's algorithm and digest rules and call them.
 pub trait KeyHandle: Send + Sync {
     /// The spec of this key.
     fn spec(&self) -> KeySpec;
@@ -98,32 +212,57 @@ pub trait KeyHandle: Send + Sync {
         Err(EngineError::Unsupported("symmetric decryption"))
     }
 
-    /// Signs a digest the caller computed. Returns the signature (DER for ECDSA and SM2).
-    fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
-        let _ = (alg, digest);
+    /// Signs pre-hashed `data` under `scheme`.
+    fn sign(&self, scheme: SignScheme, data: &[u8]) -> Result<Vec<u8>, EngineError> {
+        let _ = (scheme, data);
         Err(EngineError::Unsupported("signing"))
     }
 
-    /// Verifies a signature over a digest. `Ok(false)` for a signature that does not verify.
-    fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
-        let _ = (alg, digest, signature);
+    /// Verifies a signature over pre-hashed `data`. `Ok(false)` for one that does not verify.
+    fn verify(&self, scheme: SignScheme, data: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+        let _ = (scheme, data, signature);
         Err(EngineError::Unsupported("verification"))
     }
 
     /// Encrypts with the public key.
-    fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
-        let _ = (alg, plaintext);
+    fn encrypt_with(&self, scheme: CipherScheme, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
+        let _ = (scheme, plaintext);
         Err(EngineError::Unsupported("asymmetric encryption"))
     }
 
     /// Decrypts with the private key.
-    fn decrypt(&self, alg: AsymmetricAlgorithm, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
-        let _ = (alg, ciphertext);
+    fn decrypt_with(&self, scheme: CipherScheme, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+        let _ = (scheme, ciphertext);
         Err(EngineError::Unsupported("asymmetric decryption"))
     }
 
     /// The public key as a DER SubjectPublicKeyInfo.
     fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
         Err(EngineError::Unsupported("public key of a symmetric key"))
+    }
+
+    /// AsymmetricSign's rules: an algorithm of the key's spec over a 32-byte digest; DER for
+    /// ECDSA and SM2.
+    fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
+        check_api_signing(self.spec(), alg, digest)?;
+        self.sign(alg.scheme(), digest)
+    }
+
+    /// AsymmetricVerify's rules, as [`KeyHandle::sign_digest`].
+    fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+        check_api_signing(self.spec(), alg, digest)?;
+        self.verify(alg.scheme(), digest, signature)
+    }
+
+    /// AsymmetricEncrypt: an algorithm of the key's spec.
+    fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
+        check_api_cipher(self.spec(), alg)?;
+        self.encrypt_with(alg.scheme(), plaintext)
+    }
+
+    /// AsymmetricDecrypt: an algorithm of the key's spec.
+    fn decrypt(&self, alg: AsymmetricAlgorithm, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+        check_api_cipher(self.spec(), alg)?;
+        self.decrypt_with(alg.scheme(), ciphertext)
     }
 }

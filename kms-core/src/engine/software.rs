@@ -15,18 +15,19 @@ use p256::elliptic_curve::Generate;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rsa::signature::SignatureEncoding;
 use rsa::signature::hazmat::{PrehashSigner, PrehashVerifier, RandomizedPrehashSigner};
-use sha2::Sha256;
 use sm4::Sm4;
 use zeroize::Zeroizing;
 
-use super::{AEAD_TAG_LEN, Engine, EngineError, KeyHandle, StoredKey, VersionRef};
-use crate::model::{AsymmetricAlgorithm, KeySpec, SigningAlgorithm};
+use super::{
+    AEAD_TAG_LEN, CipherScheme, Engine, EngineError, HashAlg, KeyHandle, SigEncoding, SignScheme, StoredKey, VersionRef,
+};
+use crate::model::KeySpec;
 
 /// The distinguishing identifier SM2 signatures use when the caller names none (GB/T 32918).
 pub const SM2_DEFAULT_DISTID: &str = "1234567812345678";
 
-/// Length of the digests the signing algorithms take (all are SHA-256 or SM3).
-const DIGEST_LEN: usize = 32;
+/// Length of SM2's `e = SM3(Z || M)`.
+const SM2_DIGEST_LEN: usize = 32;
 
 /// The constant-time software engine.
 #[derive(Debug, Default, Clone, Copy)]
@@ -195,31 +196,23 @@ impl KeyHandle for SymmetricKey {
     }
 }
 
-fn check_digest(digest: &[u8]) -> Result<(), EngineError> {
-    if digest.len() == DIGEST_LEN {
-        Ok(())
-    } else {
-        Err(EngineError::InvalidInput("the digest must be 32 bytes"))
-    }
-}
-
-fn check_alg<T: PartialEq>(allowed: &[T], alg: &T) -> Result<(), EngineError> {
-    if allowed.contains(alg) {
-        Ok(())
-    } else {
-        Err(EngineError::Unsupported("algorithm for this key spec"))
+/// The scheme's signature encoding, for the elliptic-curve families only.
+fn ec_encoding(scheme: SignScheme, sm2: bool) -> Result<SigEncoding, EngineError> {
+    match (scheme, sm2) {
+        (SignScheme::Ecdsa(encoding), false) | (SignScheme::Sm2(encoding), true) => Ok(encoding),
+        _ => Err(EngineError::Unsupported("this signature scheme with this key spec")),
     }
 }
 
 /// Signs and verifies through the public half of a key pair, held beside the private half.
 macro_rules! delegate_public {
     () => {
-        fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
-            self.public.verify_digest(alg, digest, signature)
+        fn verify(&self, scheme: SignScheme, data: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+            self.public.verify(scheme, data, signature)
         }
 
-        fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
-            self.public.encrypt(alg, plaintext)
+        fn encrypt_with(&self, scheme: CipherScheme, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
+            self.public.encrypt_with(scheme, plaintext)
         }
 
         fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
@@ -242,7 +235,7 @@ impl SoftwareEngine {
                         "the RSA modulus is not the size of this spec",
                     ));
                 }
-                Arc::new(RsaPublic::new(spec, key))
+                Arc::new(RsaPublic { spec, key })
             }
             KeySpec::EcP256 => Arc::new(P256Public(
                 p256::ecdsa::VerifyingKey::from_public_key_der(spki_der).map_err(bad)?,
@@ -268,15 +261,12 @@ macro_rules! ecdsa_key {
                 $spec
             }
 
-            fn verify_digest(
-                &self,
-                alg: SigningAlgorithm,
-                digest: &[u8],
-                signature: &[u8],
-            ) -> Result<bool, EngineError> {
-                check_alg($spec.signing_algorithms(), &alg)?;
-                check_digest(digest)?;
-                let Ok(sig) = $curve::ecdsa::Signature::from_der(signature) else {
+            fn verify(&self, scheme: SignScheme, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+                let parsed = match ec_encoding(scheme, false)? {
+                    SigEncoding::Der => $curve::ecdsa::Signature::from_der(signature),
+                    SigEncoding::Raw => $curve::ecdsa::Signature::from_slice(signature),
+                };
+                let Ok(sig) = parsed else {
                     return Ok(false);
                 };
                 // ECDSA accepts (r, s) and (r, n - s) alike, but k256's verifier takes only the
@@ -308,12 +298,16 @@ macro_rules! ecdsa_key {
                 $spec
             }
 
-            fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
-                check_alg($spec.signing_algorithms(), &alg)?;
-                check_digest(digest)?;
-                let sig: $curve::ecdsa::DerSignature =
-                    self.key.sign_prehash(digest).map_err(|_| EngineError::Crypto)?;
-                Ok(sig.to_vec())
+            fn sign(&self, scheme: SignScheme, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
+                let encoding = ec_encoding(scheme, false)?;
+                let sig: $curve::ecdsa::Signature = self
+                    .key
+                    .sign_prehash(digest)
+                    .map_err(|_| EngineError::InvalidInput("the digest is too short for this curve"))?;
+                Ok(match encoding {
+                    SigEncoding::Der => sig.to_der().to_vec(),
+                    SigEncoding::Raw => sig.to_vec(),
+                })
             }
 
             delegate_public!();
@@ -339,22 +333,35 @@ impl Sm2Public {
     }
 }
 
+fn sm2_digest(digest: &[u8]) -> Result<(), EngineError> {
+    if digest.len() == SM2_DIGEST_LEN {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidInput("SM2 signs a 32-byte e = SM3(Z || M)"))
+    }
+}
+
 impl KeyHandle for Sm2Public {
     fn spec(&self) -> KeySpec {
         KeySpec::EcSm2
     }
 
-    fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
-        check_alg(KeySpec::EcSm2.signing_algorithms(), &alg)?;
-        check_digest(digest)?;
-        let Ok(sig) = sm2::dsa::Signature::from_der(signature) else {
+    fn verify(&self, scheme: SignScheme, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+        let parsed = match ec_encoding(scheme, true)? {
+            SigEncoding::Der => sm2::dsa::Signature::from_der(signature),
+            SigEncoding::Raw => sm2::dsa::Signature::from_slice(signature),
+        };
+        sm2_digest(digest)?;
+        let Ok(sig) = parsed else {
             return Ok(false);
         };
         Ok(self.verify.verify_prehash(digest, &sig).is_ok())
     }
 
-    fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
-        check_alg(KeySpec::EcSm2.asymmetric_algorithms(), &alg)?;
+    fn encrypt_with(&self, scheme: CipherScheme, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
+        if scheme != CipherScheme::Sm2Pke {
+            return Err(EngineError::Unsupported("this cipher scheme with an SM2 key"));
+        }
         self.encrypt
             .encrypt_der(&mut SysRng, plaintext)
             .map_err(|_| EngineError::Crypto)
@@ -393,18 +400,23 @@ impl KeyHandle for Sm2Key {
         KeySpec::EcSm2
     }
 
-    fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
-        check_alg(KeySpec::EcSm2.signing_algorithms(), &alg)?;
-        check_digest(digest)?;
+    fn sign(&self, scheme: SignScheme, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
+        let encoding = ec_encoding(scheme, true)?;
+        sm2_digest(digest)?;
         let sig: sm2::dsa::Signature = self
             .sign
             .sign_prehash_with_rng(&mut SysRng, digest)
             .map_err(|_| EngineError::Crypto)?;
-        Ok(sig.to_der().to_vec())
+        Ok(match encoding {
+            SigEncoding::Der => sig.to_der().to_vec(),
+            SigEncoding::Raw => sig.to_vec(),
+        })
     }
 
-    fn decrypt(&self, alg: AsymmetricAlgorithm, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
-        check_alg(KeySpec::EcSm2.asymmetric_algorithms(), &alg)?;
+    fn decrypt_with(&self, scheme: CipherScheme, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+        if scheme != CipherScheme::Sm2Pke {
+            return Err(EngineError::Unsupported("this cipher scheme with an SM2 key"));
+        }
         self.decrypt
             .decrypt_der(ciphertext)
             .map(Zeroizing::new)
@@ -414,24 +426,49 @@ impl KeyHandle for Sm2Key {
     delegate_public!();
 }
 
-/// The public half of an RSA key, with its verifiers built once.
+/// Runs `$body` with `$d` bound to the digest type of a [`HashAlg`].
+macro_rules! with_hash {
+    ($hash:expr, $d:ident => $body:expr) => {
+        match $hash {
+            HashAlg::Sha1 => {
+                type $d = sha1::Sha1;
+                $body
+            }
+            HashAlg::Sha256 => {
+                type $d = sha2::Sha256;
+                $body
+            }
+            HashAlg::Sha384 => {
+                type $d = sha2::Sha384;
+                $body
+            }
+            HashAlg::Sha512 => {
+                type $d = sha2::Sha512;
+                $body
+            }
+        }
+    };
+}
+
+fn pkcs1_padding(hash: Option<HashAlg>) -> rsa::Pkcs1v15Sign {
+    match hash {
+        None => rsa::Pkcs1v15Sign::new_unprefixed(),
+        Some(h) => with_hash!(h, D => rsa::Pkcs1v15Sign::new::<D>()),
+    }
+}
+
+fn check_hashed(hash: HashAlg, data: &[u8]) -> Result<(), EngineError> {
+    if data.len() == hash.len() {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidInput("the digest length does not match its hash"))
+    }
+}
+
+/// The public half of an RSA key.
 struct RsaPublic {
     spec: KeySpec,
     key: rsa::PublicKey,
-    pkcs1: rsa::pkcs1v15::VerifyingKey<Sha256>,
-    pss: rsa::pss::VerifyingKey<Sha256>,
-}
-
-impl RsaPublic {
-    fn new(spec: KeySpec, key: rsa::PublicKey) -> Self {
-        RsaPublic {
-            spec,
-            pkcs1: rsa::pkcs1v15::VerifyingKey::new(key.clone()),
-            // Any salt length verifies, as OpenSSL's verifier does: signers differ in what they pick.
-            pss: rsa::pss::VerifyingKey::new_with_auto_salt_len(key.clone()),
-            key,
-        }
-    }
 }
 
 impl KeyHandle for RsaPublic {
@@ -439,26 +476,34 @@ impl KeyHandle for RsaPublic {
         self.spec
     }
 
-    fn verify_digest(&self, alg: SigningAlgorithm, digest: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
-        check_alg(self.spec.signing_algorithms(), &alg)?;
-        check_digest(digest)?;
-        let ok = match alg {
-            SigningAlgorithm::RsaPkcs1Sha256 => rsa::pkcs1v15::Signature::try_from(signature)
-                .is_ok_and(|sig| self.pkcs1.verify_prehash(digest, &sig).is_ok()),
-            _ => {
-                rsa::pss::Signature::try_from(signature).is_ok_and(|sig| self.pss.verify_prehash(digest, &sig).is_ok())
+    fn verify(&self, scheme: SignScheme, data: &[u8], signature: &[u8]) -> Result<bool, EngineError> {
+        let ok = match scheme {
+            SignScheme::RsaPkcs1(hash) => {
+                if let Some(h) = hash {
+                    check_hashed(h, data)?;
+                }
+                self.key.verify(pkcs1_padding(hash), data, signature).is_ok()
             }
+            SignScheme::RsaPss { hash, salt_len } => {
+                check_hashed(hash, data)?;
+                // Without a salt length any verifies, as OpenSSL's verifier does.
+                with_hash!(hash, D => {
+                    let mut pss = rsa::Pss::<D>::new();
+                    pss.salt_len = salt_len;
+                    self.key.verify(pss, data, signature).is_ok()
+                })
+            }
+            _ => return Err(EngineError::Unsupported("this signature scheme with an RSA key")),
         };
         Ok(ok)
     }
 
-    fn encrypt(&self, alg: AsymmetricAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
-        check_alg(self.spec.asymmetric_algorithms(), &alg)?;
-        match alg {
-            AsymmetricAlgorithm::RsaesOaepSha1 => self.key.oaep_encrypt::<sha1::Sha1>(plaintext),
-            _ => self.key.oaep_encrypt::<Sha256>(plaintext),
-        }
-        .map_err(|_| EngineError::InvalidInput("the plaintext is too long for this key"))
+    fn encrypt_with(&self, scheme: CipherScheme, plaintext: &[u8]) -> Result<Vec<u8>, EngineError> {
+        let CipherScheme::RsaOaep(hash) = scheme else {
+            return Err(EngineError::Unsupported("this cipher scheme with an RSA key"));
+        };
+        with_hash!(hash, D => self.key.oaep_encrypt::<D>(plaintext))
+            .map_err(|_| EngineError::InvalidInput("the plaintext is too long for this key"))
     }
 
     fn public_key_der(&self) -> Result<Vec<u8>, EngineError> {
@@ -467,22 +512,19 @@ impl KeyHandle for RsaPublic {
     }
 }
 
-/// An RSA key with its signers built once at load time (building them clones the key).
+/// An RSA key pair.
 struct RsaKey {
-    spec: KeySpec,
     key: rsa::PrivateKey,
-    pkcs1: rsa::pkcs1v15::SigningKey<Sha256>,
-    pss: rsa::pss::SigningKey<Sha256>,
     public: RsaPublic,
 }
 
 impl RsaKey {
     fn new(spec: KeySpec, key: rsa::PrivateKey) -> Self {
         RsaKey {
-            spec,
-            pkcs1: rsa::pkcs1v15::SigningKey::new(key.clone()),
-            pss: rsa::pss::SigningKey::new(key.clone()),
-            public: RsaPublic::new(spec, key.to_public_key()),
+            public: RsaPublic {
+                spec,
+                key: key.to_public_key(),
+            },
             key,
         }
     }
@@ -490,27 +532,38 @@ impl RsaKey {
 
 impl KeyHandle for RsaKey {
     fn spec(&self) -> KeySpec {
-        self.spec
+        self.public.spec
     }
 
-    fn sign_digest(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, EngineError> {
-        check_alg(self.spec.signing_algorithms(), &alg)?;
-        check_digest(digest)?;
-        let sig = match alg {
-            SigningAlgorithm::RsaPkcs1Sha256 => self.pkcs1.sign_prehash(digest).map(|s| s.to_vec()),
-            _ => self.pss.sign_prehash_with_rng(&mut SysRng, digest).map(|s| s.to_vec()),
-        };
-        sig.map_err(|_| EngineError::Crypto)
-    }
-
-    fn decrypt(&self, alg: AsymmetricAlgorithm, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
-        check_alg(self.spec.asymmetric_algorithms(), &alg)?;
-        match alg {
-            AsymmetricAlgorithm::RsaesOaepSha1 => self.key.oaep_decrypt::<sha1::Sha1>(ciphertext),
-            _ => self.key.oaep_decrypt::<Sha256>(ciphertext),
+    fn sign(&self, scheme: SignScheme, data: &[u8]) -> Result<Vec<u8>, EngineError> {
+        match scheme {
+            SignScheme::RsaPkcs1(hash) => {
+                if let Some(h) = hash {
+                    check_hashed(h, data)?;
+                }
+                self.key
+                    .sign(pkcs1_padding(hash), data)
+                    .map_err(|_| EngineError::InvalidInput("the data is too long for this key"))
+            }
+            SignScheme::RsaPss { hash, salt_len } => {
+                check_hashed(hash, data)?;
+                with_hash!(hash, D => {
+                    let pss = rsa::Pss::<D>::new_with_salt(salt_len.unwrap_or(hash.len()));
+                    self.key.sign_with_rng(&mut SysRng, pss, data)
+                })
+                .map_err(|_| EngineError::InvalidInput("the salt is too long for this key"))
+            }
+            _ => Err(EngineError::Unsupported("this signature scheme with an RSA key")),
         }
-        .map(Zeroizing::new)
-        .map_err(|_| EngineError::Crypto)
+    }
+
+    fn decrypt_with(&self, scheme: CipherScheme, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+        let CipherScheme::RsaOaep(hash) = scheme else {
+            return Err(EngineError::Unsupported("this cipher scheme with an RSA key"));
+        };
+        with_hash!(hash, D => self.key.oaep_decrypt::<D>(ciphertext))
+            .map(Zeroizing::new)
+            .map_err(|_| EngineError::Crypto)
     }
 
     delegate_public!();
