@@ -66,6 +66,12 @@ pub enum KmsError {
     /// The store's root key does not open this store (wrong key file or passphrase).
     #[error("The root key does not open this store: {0}")]
     InvalidRootKey(String),
+    /// A PIN does not match.
+    #[error("The PIN is incorrect")]
+    PinIncorrect,
+    /// The token has no SO PIN yet, or no user PIN yet.
+    #[error("{0}")]
+    TokenNotInitialized(&'static str),
     /// Anything unexpected. The message names the failing part, never secret data.
     #[error("Internal failure: {0}")]
     Internal(String),
@@ -108,6 +114,8 @@ impl KmsError {
             },
             KmsError::InvalidCiphertext => "InvalidCiphertext",
             KmsError::InvalidRootKey(_) => "Forbidden.InvalidRootKey",
+            KmsError::PinIncorrect => "Forbidden.PinIncorrect",
+            KmsError::TokenNotInitialized(_) => "Rejected.TokenNotInitialized",
             KmsError::Internal(_) => "InternalFailure",
         }
     }
@@ -116,7 +124,8 @@ impl KmsError {
     pub fn http_status(&self) -> u16 {
         match self {
             KmsError::KeyNotFound(_) | KmsError::KeyVersionNotFound { .. } | KmsError::AliasNotFound(_) => 404,
-            KmsError::InvalidRootKey(_) => 403,
+            KmsError::InvalidRootKey(_) | KmsError::PinIncorrect => 403,
+            KmsError::TokenNotInitialized(_) => 409,
             KmsError::StateModifiedFailed(_) | KmsError::KeyStateRejected { .. } => 409,
             KmsError::Internal(_) => 500,
             _ => 400,

@@ -31,6 +31,6 @@ pub mod validate;
 
 pub use error::{KmsError, Result};
 pub use ops::{
-    DEFAULT_INSTANCE_ID, DEFAULT_POLL_INTERVAL, Kms, KmsOptions, PASSPHRASE_ENV, ROOT_KEY_FILE_ENV, STORE_ENV,
-    default_store_dir,
+    DEFAULT_INSTANCE_ID, DEFAULT_POLL_INTERVAL, Kms, KmsOptions, MAX_PIN_LEN, MIN_PIN_LEN, PASSPHRASE_ENV, PinRole,
+    ROOT_KEY_FILE_ENV, STORE_ENV, TokenInfo, TokenKey, TokenView, default_store_dir,
 };

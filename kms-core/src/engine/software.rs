@@ -458,7 +458,7 @@ fn pkcs1_padding(hash: Option<HashAlg>) -> rsa::Pkcs1v15Sign {
 }
 
 fn check_hashed(hash: HashAlg, data: &[u8]) -> Result<(), EngineError> {
-    if data.len() == hash.len() {
+    if data.len() == hash.digest_len() {
         Ok(())
     } else {
         Err(EngineError::InvalidInput("the digest length does not match its hash"))
@@ -548,7 +548,7 @@ impl KeyHandle for RsaKey {
             SignScheme::RsaPss { hash, salt_len } => {
                 check_hashed(hash, data)?;
                 with_hash!(hash, D => {
-                    let pss = rsa::Pss::<D>::new_with_salt(salt_len.unwrap_or(hash.len()));
+                    let pss = rsa::Pss::<D>::new_with_salt(salt_len.unwrap_or(hash.digest_len()));
                     self.key.sign_with_rng(&mut SysRng, pss, data)
                 })
                 .map_err(|_| EngineError::InvalidInput("the salt is too long for this key"))

@@ -9,7 +9,10 @@ mod aliases;
 mod crypto;
 mod keys;
 mod tags;
+mod token;
 mod versions;
+
+pub use token::{MAX_PIN_LEN, MIN_PIN_LEN, PinRole, TokenInfo, TokenKey, TokenView};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -123,6 +126,8 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     meta: RwLock<MetaCache>,
     handles: RwLock<HandleCache>,
+    /// Each instance's token snapshot, tagged with the metadata epoch it was built in.
+    token_views: RwLock<token::TokenViews>,
     /// Origin of the monotonic time below (CLOCK_MONOTONIC: one clock for every process).
     started: Instant,
     /// When (ns after `started`) the last poll that the metadata cache reflects began.
@@ -184,6 +189,7 @@ impl Kms {
             clock: options.clock,
             meta: RwLock::new(MetaCache::default()),
             handles: RwLock::new(HashMap::new()),
+            token_views: RwLock::new(HashMap::new()),
             started: Instant::now(),
             last_poll_ns: AtomicU64::new(0),
             poll_interval: options.poll_interval,

@@ -586,3 +586,85 @@ pub fn due_rotations(conn: &Connection, now_ms: i64) -> Result<Vec<KeyRecord>> {
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
+
+// ------------------------------------------------------------------ tokens
+
+/// A PKCS#11 token's row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub instance_id: String,
+    pub label: String,
+    /// Argon2id hash of the SO PIN; `None` until the token is initialised.
+    pub so_pin_hash: Option<String>,
+    /// Argon2id hash of the user PIN; `None` until C_InitPIN.
+    pub user_pin_hash: Option<String>,
+}
+
+/// The token of an instance, if it was ever initialised.
+pub fn get_token(conn: &Connection, instance_id: &str) -> Result<Option<TokenRecord>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT label, so_pin_hash, user_pin_hash FROM tokens WHERE instance_id = ?1")?;
+    Ok(stmt
+        .query_row([instance_id], |r| {
+            Ok(TokenRecord {
+                instance_id: instance_id.to_owned(),
+                label: r.get(0)?,
+                so_pin_hash: r.get(1)?,
+                user_pin_hash: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Writes a token's row.
+pub fn put_token(conn: &Connection, t: &TokenRecord, now_ms: i64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO tokens (instance_id, label, so_pin_hash, user_pin_hash, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (instance_id) DO UPDATE SET label = ?2, so_pin_hash = ?3, user_pin_hash = ?4, updated_ms = ?5",
+        params![t.instance_id, t.label, t.so_pin_hash, t.user_pin_hash, now_ms],
+    )?;
+    Ok(())
+}
+
+/// What a token shows: its Enabled keys with their versions and first alias, in creation order.
+/// Rows are `(key, versions newest first, first alias)`.
+pub fn token_keys(conn: &Connection, instance_id: &str) -> Result<Vec<(KeyRecord, Vec<String>, Option<String>)>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {KEY_COLUMNS} FROM keys WHERE instance_id = ?1 AND state = 'Enabled' ORDER BY created_ms, key_id"
+    ))?;
+    let keys: Vec<KeyRecord> = stmt
+        .query_map([instance_id], key_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::with_capacity(keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        index.insert(k.key_id.clone(), i);
+    }
+    let mut versions: Vec<Vec<String>> = vec![Vec::new(); keys.len()];
+    let mut stmt = conn.prepare(
+        "SELECT v.key_id, v.version_id FROM key_versions v JOIN keys k ON k.key_id = v.key_id
+         WHERE k.instance_id = ?1 AND k.state = 'Enabled' ORDER BY v.created_ms DESC, v.rowid DESC",
+    )?;
+    let mut rows = stmt.query([instance_id])?;
+    while let Some(row) = rows.next()? {
+        let key_id: String = row.get(0)?;
+        if let Some(&i) = index.get(&key_id) {
+            versions[i].push(row.get(1)?);
+        }
+    }
+    let mut aliases: Vec<Option<String>> = vec![None; keys.len()];
+    let mut stmt = conn.prepare("SELECT alias_name, key_id FROM aliases ORDER BY created_ms DESC, alias_name DESC")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let key_id: String = row.get(1)?;
+        if let Some(&i) = index.get(&key_id) {
+            // Newest first, so the last written is the oldest alias.
+            aliases[i] = Some(row.get(0)?);
+        }
+    }
+    Ok(keys
+        .into_iter()
+        .zip(versions)
+        .zip(aliases)
+        .map(|((k, v), a)| (k, v, a))
+        .collect())
+}

@@ -61,6 +61,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (key_id, tag_key)
     ) STRICT;
     "#,
+    // 2: PKCS#11 tokens, one per KMS instance; PINs only as Argon2id hashes.
+    r#"
+    CREATE TABLE tokens (
+        instance_id   TEXT PRIMARY KEY,
+        label         TEXT NOT NULL,
+        so_pin_hash   TEXT,
+        user_pin_hash TEXT,
+        updated_ms    INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.
