@@ -626,9 +626,11 @@ pub fn put_token(conn: &Connection, t: &TokenRecord, now_ms: i64) -> Result<()> 
     Ok(())
 }
 
+/// A key as a token lists it: the key, its version ids newest first, its oldest alias.
+pub type TokenKeyRow = (KeyRecord, Vec<String>, Option<String>);
+
 /// What a token shows: its Enabled keys with their versions and first alias, in creation order.
-/// Rows are `(key, versions newest first, first alias)`.
-pub fn token_keys(conn: &Connection, instance_id: &str) -> Result<Vec<(KeyRecord, Vec<String>, Option<String>)>> {
+pub fn token_keys(conn: &Connection, instance_id: &str) -> Result<Vec<TokenKeyRow>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {KEY_COLUMNS} FROM keys WHERE instance_id = ?1 AND state = 'Enabled' ORDER BY created_ms, key_id"
     ))?;
