@@ -64,6 +64,7 @@ pub struct TokenView {
     pub keys: Vec<TokenKey>,
     by_label: HashMap<String, Vec<usize>>,
     by_id: HashMap<String, usize>,
+    by_version: HashMap<String, usize>,
     epoch: u64,
 }
 
@@ -76,6 +77,11 @@ impl TokenView {
     /// Index into [`TokenView::keys`] of a key by id.
     pub fn by_key_id(&self, key_id: &str) -> Option<usize> {
         self.by_id.get(key_id).copied()
+    }
+
+    /// Index into [`TokenView::keys`] of the key that has a version.
+    pub fn by_version_id(&self, version_id: &str) -> Option<usize> {
+        self.by_version.get(version_id).copied()
     }
 
     /// The cache epoch this snapshot was built in (it changes whenever the store does).
@@ -298,6 +304,9 @@ impl Kms {
             let at = view.keys.len();
             view.by_label.entry(label.clone()).or_default().push(at);
             view.by_id.insert(key.key_id.clone(), at);
+            for v in &versions {
+                view.by_version.insert(v.clone(), at);
+            }
             view.keys.push(TokenKey {
                 key: Arc::new(key),
                 label,

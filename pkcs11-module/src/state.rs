@@ -1,0 +1,471 @@
+//! The module's state between `C_Initialize` and `C_Finalize`: the KMS, the sessions, the login,
+//! the object handles, and the caches of public keys and certificates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cryptoki_sys::*;
+use kms_core::engine::{CipherScheme, SignScheme};
+use kms_core::model::{KeySpec, KeyUsage};
+use kms_core::{Kms, KmsOptions, TokenView};
+use parking_lot::{Mutex, RwLock};
+use zeroize::Zeroizing;
+
+use crate::cert::{self, Certificate};
+use crate::config::Config;
+use crate::error::{Ckr, Result};
+use crate::mechanisms::{Gcm, Hasher, Input};
+use crate::objects::{Kind, Object, ObjectView, Objects, PublicParts, SessionKey, TokenObject};
+
+/// The one slot's id.
+pub const SLOT_ID: CK_SLOT_ID = 0;
+
+/// Who is logged in (application-wide, as PKCS#11 has it).
+#[derive(Default)]
+pub enum Login {
+    /// Nobody: public sessions.
+    #[default]
+    Public,
+    /// The normal user.
+    User,
+    /// The security officer; the PIN is kept (zeroized on logout) because C_InitPIN takes only
+    /// the new user PIN, and the KMS sets one only on the authority of the SO PIN.
+    SecurityOfficer(Zeroizing<Vec<u8>>),
+}
+
+/// The key an operation uses.
+#[derive(Clone)]
+pub enum Target {
+    /// A version of a KMS key.
+    Token {
+        /// The key.
+        key_id: Arc<str>,
+        /// The version.
+        version_id: Arc<str>,
+    },
+    /// A session key.
+    Session(Arc<SessionKey>),
+}
+
+/// A key chosen for an operation.
+#[derive(Clone)]
+pub struct KeyUse {
+    /// Where it is.
+    pub target: Target,
+    /// Its spec.
+    pub spec: KeySpec,
+}
+
+/// A sign or verify operation.
+pub struct SignOp {
+    /// The key.
+    pub key: KeyUse,
+    /// The engine scheme.
+    pub scheme: SignScheme,
+    /// The data so far.
+    pub input: Input,
+    /// The signature, once made (kept across length queries so that one is made once).
+    pub output: Option<Vec<u8>>,
+}
+
+/// What a cipher operation does.
+#[derive(Clone)]
+pub enum Cipher {
+    /// AES-GCM or SM4-GCM.
+    Gcm(Gcm),
+    /// RSA-OAEP or SM2 encryption.
+    Asymmetric(CipherScheme),
+}
+
+/// An encrypt or decrypt operation. Data is kept until the final call: GCM's tag covers all of
+/// it, and decryption releases nothing before the tag is checked.
+pub struct CipherOp {
+    /// The key.
+    pub key: KeyUse,
+    /// How.
+    pub cipher: Cipher,
+    /// The input so far.
+    pub data: Zeroizing<Vec<u8>>,
+    /// The output, once made.
+    pub output: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// A digest operation.
+pub struct DigestOp {
+    /// The running hash.
+    pub hasher: Option<Hasher>,
+    /// The digest, once made.
+    pub output: Option<Vec<u8>>,
+}
+
+/// An object search.
+pub struct Find {
+    /// The matches.
+    pub handles: Vec<CK_OBJECT_HANDLE>,
+    /// How many were returned.
+    pub pos: usize,
+}
+
+/// A session.
+pub struct Session {
+    /// Its handle.
+    pub handle: CK_SESSION_HANDLE,
+    /// Read/write.
+    pub rw: bool,
+    /// A search in progress.
+    pub find: Option<Find>,
+    /// A signature in progress.
+    pub sign: Option<SignOp>,
+    /// A verification in progress.
+    pub verify: Option<SignOp>,
+    /// An encryption in progress.
+    pub encrypt: Option<CipherOp>,
+    /// A decryption in progress.
+    pub decrypt: Option<CipherOp>,
+    /// A digest in progress.
+    pub digest: Option<DigestOp>,
+}
+
+/// Public parts and certificates, per key version (they never change).
+type VersionCache<T> = RwLock<HashMap<(Arc<str>, Arc<str>), Arc<T>>>;
+
+/// Everything between C_Initialize and C_Finalize.
+pub struct Module {
+    /// The KMS.
+    pub kms: Kms,
+    /// The configuration.
+    pub config: Config,
+    /// The process that initialised the module (a forked child must initialise anew).
+    pub pid: u32,
+    sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Mutex<Session>>>>,
+    next_session: AtomicU64,
+    /// Who is logged in.
+    pub login: RwLock<Login>,
+    /// Object handles.
+    pub objects: Objects,
+    public_parts: VersionCache<PublicParts>,
+    certificates: VersionCache<Option<Arc<Certificate>>>,
+}
+
+impl Module {
+    /// Opens the store the configuration names.
+    pub fn open(config: Config) -> std::result::Result<Module, kms_core::KmsError> {
+        let kms = Kms::open_with(config.store_dir(), KmsOptions::from_env())?;
+        kms.token_info(&config.instance)?;
+        Ok(Module {
+            kms,
+            config,
+            pid: std::process::id(),
+            sessions: RwLock::new(HashMap::new()),
+            next_session: AtomicU64::new(0),
+            login: RwLock::new(Login::Public),
+            objects: Objects::default(),
+            public_parts: RwLock::new(HashMap::new()),
+            certificates: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The instance whose token this is.
+    pub fn instance(&self) -> &str {
+        &self.config.instance
+    }
+
+    /// Checks a slot id.
+    pub fn check_slot(&self, slot: CK_SLOT_ID) -> Result<()> {
+        if slot == SLOT_ID {
+            Ok(())
+        } else {
+            Err(Ckr::CKR_SLOT_ID_INVALID)
+        }
+    }
+
+    /// A new session.
+    pub fn open_session(&self, rw: bool) -> Result<CK_SESSION_HANDLE> {
+        if !rw && matches!(*self.login.read(), Login::SecurityOfficer(_)) {
+            return Err(Ckr::CKR_SESSION_READ_WRITE_SO_EXISTS);
+        }
+        let handle = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
+        let session = Session {
+            handle,
+            rw,
+            find: None,
+            sign: None,
+            verify: None,
+            encrypt: None,
+            decrypt: None,
+            digest: None,
+        };
+        self.sessions.write().insert(handle, Arc::new(Mutex::new(session)));
+        Ok(handle)
+    }
+
+    /// A session by handle.
+    pub fn session(&self, handle: CK_SESSION_HANDLE) -> Result<Arc<Mutex<Session>>> {
+        self.sessions
+            .read()
+            .get(&handle)
+            .cloned()
+            .ok_or(Ckr::CKR_SESSION_HANDLE_INVALID)
+    }
+
+    /// Closes a session; the last one to close logs the token out.
+    pub fn close_session(&self, handle: CK_SESSION_HANDLE) -> Result<()> {
+        let mut sessions = self.sessions.write();
+        sessions.remove(&handle).ok_or(Ckr::CKR_SESSION_HANDLE_INVALID)?;
+        self.objects.remove_owned_by(handle);
+        if sessions.is_empty() {
+            *self.login.write() = Login::Public;
+        }
+        Ok(())
+    }
+
+    /// Closes every session.
+    pub fn close_all_sessions(&self) {
+        let mut sessions = self.sessions.write();
+        for handle in sessions.keys() {
+            self.objects.remove_owned_by(*handle);
+        }
+        sessions.clear();
+        *self.login.write() = Login::Public;
+    }
+
+    /// Whether any session is open, and whether any is read-only.
+    pub fn sessions_open(&self) -> (bool, bool) {
+        let sessions = self.sessions.read();
+        let read_only = sessions.values().any(|s| !s.lock().rw);
+        (!sessions.is_empty(), read_only)
+    }
+
+    /// Whether the user is logged in.
+    pub fn user_logged_in(&self) -> bool {
+        matches!(*self.login.read(), Login::User)
+    }
+
+    /// The token's keys now (rebuilt only when the store changed).
+    pub fn view(&self) -> Result<Arc<TokenView>> {
+        Ok(self.kms.token_view(self.instance())?)
+    }
+
+    /// What a token object is, if its key is still on the token.
+    pub fn token_object_view<'v>(&self, view: &'v TokenView, object: &'v TokenObject) -> Option<ObjectView<'v>> {
+        let key = &view.keys[view.by_key_id(&object.key_id)?];
+        if !key.versions.iter().any(|v| **v == *object.version_id) {
+            return None;
+        }
+        Some(ObjectView {
+            kind: object.kind,
+            spec: key.key.spec,
+            usage: key.key.usage,
+            label: &key.label,
+            id: object.version_id.as_bytes(),
+            token: true,
+        })
+    }
+
+    /// The key behind a handle, for an operation that needs `kind` (or, for `Private`/`Secret`,
+    /// a login). Keys that left the token (disabled, deleted) are invalid handles.
+    pub fn key_for(&self, handle: CK_OBJECT_HANDLE, wanted: &[Kind]) -> Result<(KeyUse, Kind, KeyUsage)> {
+        let object = self.objects.get(handle).map_err(|_| Ckr::CKR_KEY_HANDLE_INVALID)?;
+        let (key, kind, usage) = match object {
+            Object::Token(t) => {
+                let view = self.view()?;
+                let info = self.token_object_view(&view, &t).ok_or(Ckr::CKR_KEY_HANDLE_INVALID)?;
+                let key = KeyUse {
+                    target: Target::Token {
+                        key_id: Arc::clone(&t.key_id),
+                        version_id: Arc::clone(&t.version_id),
+                    },
+                    spec: info.spec,
+                };
+                (key, t.kind, info.usage)
+            }
+            Object::Session { key, kind, .. } => (
+                KeyUse {
+                    spec: key.spec,
+                    target: Target::Session(Arc::clone(&key)),
+                },
+                kind,
+                key.usage,
+            ),
+        };
+        if kind.is_private() && !self.user_logged_in() {
+            return Err(Ckr::CKR_USER_NOT_LOGGED_IN);
+        }
+        if !wanted.contains(&kind) {
+            return Err(Ckr::CKR_KEY_TYPE_INCONSISTENT);
+        }
+        Ok((key, kind, usage))
+    }
+
+    /// The public parts of a key version.
+    pub fn public_parts(&self, target: &Target) -> Result<Arc<PublicParts>> {
+        match target {
+            Target::Session(key) => Ok(Arc::new(PublicParts::from_spki(
+                key.handle.public_key_der().map_err(|_| Ckr::CKR_GENERAL_ERROR)?,
+            )?)),
+            Target::Token { key_id, version_id } => {
+                let id = (Arc::clone(key_id), Arc::clone(version_id));
+                if let Some(p) = self.public_parts.read().get(&id) {
+                    return Ok(Arc::clone(p));
+                }
+                let parts = Arc::new(PublicParts::from_spki(self.kms.public_key_der(key_id, version_id)?)?);
+                self.public_parts.write().insert(id, Arc::clone(&parts));
+                Ok(parts)
+            }
+        }
+    }
+
+    /// The self-signed certificate of a token key version (made once per process).
+    pub fn certificate(&self, target: &Target, spec: KeySpec, label: &str) -> Result<Option<Arc<Certificate>>> {
+        let Target::Token { key_id, version_id } = target else {
+            return Ok(None);
+        };
+        let id = (Arc::clone(key_id), Arc::clone(version_id));
+        if let Some(c) = self.certificates.read().get(&id) {
+            return Ok(c.as_ref().clone());
+        }
+        let spki = self.public_parts(target)?.spki.clone();
+        let mut serial = [0u8; 16];
+        let random = self
+            .kms
+            .generate_random(&kms_core::api::GenerateRandomRequest { length: Some(16) })?;
+        serial.copy_from_slice(random.random.expose());
+        let now_s = self.kms.now_ms() / 1000;
+        let made = cert::self_signed(spec, label, &spki, serial, now_s, |scheme, digest| {
+            self.kms.sign_with(key_id, version_id, scheme, digest)
+        })?
+        .map(Arc::new);
+        self.certificates.write().insert(id, Arc::new(made.clone()));
+        Ok(made)
+    }
+
+    /// Signs with a key.
+    pub fn sign(&self, key: &KeyUse, scheme: SignScheme, data: &[u8]) -> Result<Vec<u8>> {
+        match &key.target {
+            Target::Token { key_id, version_id } => Ok(self.kms.sign_with(key_id, version_id, scheme, data)?),
+            Target::Session(k) => k.handle.sign(scheme, data).map_err(engine_ckr),
+        }
+    }
+
+    /// Verifies with a key.
+    pub fn verify(&self, key: &KeyUse, scheme: SignScheme, data: &[u8], signature: &[u8]) -> Result<bool> {
+        match &key.target {
+            Target::Token { key_id, version_id } => {
+                Ok(self.kms.verify_with(key_id, version_id, scheme, data, signature)?)
+            }
+            Target::Session(k) => k.handle.verify(scheme, data, signature).map_err(engine_ckr),
+        }
+    }
+
+    /// Encrypts with a key.
+    pub fn encrypt(&self, key: &KeyUse, cipher: &Cipher, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        match (cipher, &key.target) {
+            (Cipher::Gcm(gcm), target) => {
+                let mut buf = Zeroizing::new(Vec::with_capacity(data.len() + kms_core::engine::AEAD_TAG_LEN));
+                buf.extend_from_slice(data);
+                let tag = match target {
+                    Target::Token { key_id, version_id } => {
+                        self.kms.aead_seal(key_id, version_id, &gcm.iv, &gcm.aad, &mut buf)?
+                    }
+                    Target::Session(k) => k
+                        .handle
+                        .seal_in_place(&gcm.iv, &gcm.aad, &mut buf)
+                        .map_err(engine_ckr)?,
+                };
+                buf.extend_from_slice(&tag);
+                Ok(buf)
+            }
+            (Cipher::Asymmetric(scheme), Target::Token { key_id, version_id }) => Ok(Zeroizing::new(
+                self.kms.encrypt_with(key_id, version_id, *scheme, data)?,
+            )),
+            (Cipher::Asymmetric(scheme), Target::Session(k)) => Ok(Zeroizing::new(
+                k.handle.encrypt_with(*scheme, data).map_err(engine_ckr)?,
+            )),
+        }
+    }
+
+    /// Decrypts with a key.
+    pub fn decrypt(&self, key: &KeyUse, cipher: &Cipher, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        match (cipher, &key.target) {
+            (Cipher::Gcm(gcm), target) => {
+                let tag_at = data
+                    .len()
+                    .checked_sub(kms_core::engine::AEAD_TAG_LEN)
+                    .ok_or(Ckr::CKR_ENCRYPTED_DATA_LEN_RANGE)?;
+                let (body, tag) = data.split_at(tag_at);
+                let mut buf = Zeroizing::new(body.to_vec());
+                match target {
+                    Target::Token { key_id, version_id } => self
+                        .kms
+                        .aead_open(key_id, version_id, &gcm.iv, &gcm.aad, &mut buf, tag)?,
+                    Target::Session(k) => k
+                        .handle
+                        .open_in_place(&gcm.iv, &gcm.aad, &mut buf, tag)
+                        .map_err(|_| Ckr::CKR_ENCRYPTED_DATA_INVALID)?,
+                }
+                Ok(buf)
+            }
+            (Cipher::Asymmetric(scheme), Target::Token { key_id, version_id }) => {
+                Ok(self.kms.decrypt_with(key_id, version_id, *scheme, data)?)
+            }
+            (Cipher::Asymmetric(scheme), Target::Session(k)) => k
+                .handle
+                .decrypt_with(*scheme, data)
+                .map_err(|_| Ckr::CKR_ENCRYPTED_DATA_INVALID),
+        }
+    }
+}
+
+/// An engine error on a session key, as the KMS would map it.
+fn engine_ckr(e: kms_core::engine::EngineError) -> Ckr {
+    use kms_core::engine::EngineError;
+    match e {
+        EngineError::Unsupported(_) => Ckr::CKR_KEY_TYPE_INCONSISTENT,
+        EngineError::InvalidInput(_) => Ckr::CKR_DATA_LEN_RANGE,
+        EngineError::Crypto => Ckr::CKR_ENCRYPTED_DATA_INVALID,
+        _ => Ckr::CKR_GENERAL_ERROR,
+    }
+}
+
+/// The module, while initialised.
+static MODULE: RwLock<Option<Arc<Module>>> = RwLock::new(None);
+
+/// The initialised module of this process.
+pub fn module() -> Result<Arc<Module>> {
+    match MODULE.read().as_ref() {
+        Some(m) if m.pid == std::process::id() => Ok(Arc::clone(m)),
+        _ => Err(Ckr::CKR_CRYPTOKI_NOT_INITIALIZED),
+    }
+}
+
+/// Installs the module (C_Initialize). A module a parent process left behind before `fork()` is
+/// abandoned, not closed: its SQLite connection belongs to the parent.
+pub fn install(make: impl FnOnce() -> Result<Module>) -> Result<()> {
+    let mut slot = MODULE.write();
+    if let Some(existing) = slot.take() {
+        if existing.pid == std::process::id() {
+            *slot = Some(existing);
+            return Err(Ckr::CKR_CRYPTOKI_ALREADY_INITIALIZED);
+        }
+        std::mem::forget(existing);
+    }
+    *slot = Some(Arc::new(make()?));
+    Ok(())
+}
+
+/// Removes the module (C_Finalize).
+pub fn uninstall() -> Result<()> {
+    let mut slot = MODULE.write();
+    match slot.take() {
+        Some(m) if m.pid == std::process::id() => {
+            m.close_all_sessions();
+            Ok(())
+        }
+        Some(m) => {
+            std::mem::forget(m);
+            Err(Ckr::CKR_CRYPTOKI_NOT_INITIALIZED)
+        }
+        None => Err(Ckr::CKR_CRYPTOKI_NOT_INITIALIZED),
+    }
+}
