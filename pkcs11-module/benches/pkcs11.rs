@@ -1,0 +1,1065 @@
+//! Throughput of Tessera's PKCS#11 module (`libtessera_pkcs11.so`) next to kms-core called
+//! directly and next to SoftHSM2's module, in one run, on 1 and 2 threads.
+//!
+//! Rows: ECDSA P-256 sign (CKM_ECDSA on a 32-byte digest), RSA-2048 PKCS#1 v1.5 sign (CKM_RSA_PKCS
+//! on the SHA-256 DigestInfo of a digest, the same work as AsymmetricSign RSA_PKCS1_SHA_256),
+//! AES-256-GCM encrypt of 4 KiB (CKM_AES_GCM, 12-byte IV, 128-bit tag), and C_FindObjects by
+//! CKA_LABEL among 1,000 and 10,000 keys. Both PKCS#11 modules go through the same cryptoki code:
+//! `C_SignInit` + `C_Sign` (cryptoki asks for the length first, then signs), `C_EncryptInit` +
+//! `C_Encrypt`, `C_FindObjectsInit` + `C_FindObjects` + `C_FindObjectsFinal`. kms-core's rows call
+//! `Kms::asymmetric_sign`, `Kms::encrypt` (which also builds its ciphertext blob) and, for the
+//! find rows, `Kms::describe_key` on `alias/<label>` (the API's lookup by name).
+//!
+//! Each worker thread has its own session (its own `Kms` call for kms-core) and runs its operation
+//! in a loop for a fixed time; a cell's ops/s is the total over its threads. All cells of a row
+//! (3 backends x 1 and 2 threads) are timed in alternating slices, forward then backward, so
+//! that drift in machine load falls on all alike. The Tessera cells fail soft: a row the module
+//! cannot do prints `tessera: <error>` and the run goes on.
+//!
+//! `cargo bench -p pkcs11-module --bench pkcs11 [-- ROW-FILTER…]`. The bench re-runs itself in a
+//! child process whose environment points `SOFTHSM2_CONF` and `TESSERA_PKCS11_CONFIG` at files in
+//! a temporary directory (the store and SoftHSM2's token live there too). Knobs:
+//! - `TESSERA_BENCH_SECS` (default 1.5): seconds of timing per backend and thread count in a row;
+//! - `TESSERA_BENCH_THREADS` (default `1,2`);
+//! - `TESSERA_BENCH_FIND_KEYS` (default `1000,10000`; `0` skips the find rows): the key counts;
+//!   kms-core creates them (a few ms a key: the 10,000 take about a minute);
+//! - `TESSERA_BENCH_SOFTHSM_FIND_MAX` (default 1000): the largest count also made on SoftHSM2
+//!   (about 5 s per 1,000 keys, and each find then takes about 12 ms per 1,000 keys);
+//! - `TESSERA_BENCH_SOFTHSM` (default `/usr/lib/softhsm/libsofthsm2.so`; empty skips SoftHSM2);
+//! - `TESSERA_PKCS11_MODULE`: the module to test instead of `target/<profile>/libtessera_pkcs11.so`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as P11Error, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use kms_core::Kms;
+use kms_core::api::{AsymmetricSignRequest, Bytes, CreateKeyRequest, EncryptRequest, KeyIdRequest};
+use kms_core::blob::EncryptionContext;
+use kms_core::model::{KeySpec, KeyUsage, SigningAlgorithm};
+use sha2::{Digest, Sha256};
+
+/// Set in the child run: the temporary directory holding the store and the configuration files.
+const CHILD_ENV: &str = "TESSERA_BENCH_CHILD_DIR";
+const SOFTHSM_DEFAULT: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+const SO_PIN: &str = "so-pin-8765";
+const USER_PIN: &str = "user-pin-1234";
+const TOKEN_LABEL: &str = "tessera-bench";
+
+/// The plaintext size of the AES-GCM row.
+const MSG_LEN: usize = 4096;
+/// AES-GCM tag, bytes.
+const TAG_LEN: usize = 16;
+/// The label every find row looks up; the other keys are `find-00001`, `find-00002`, …
+const FIND_TARGET: &str = "find-target";
+/// DER of the prime256v1 OID (CKA_EC_PARAMS).
+const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// DigestInfo prefix of SHA-256 (RFC 8017 §9.2), for CKM_RSA_PKCS.
+const SHA256_DIGEST_INFO: &[u8] = &[
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
+];
+/// Timed slices per cell: the cells of a row alternate this many times.
+const SLICES: u32 = 10;
+
+// ------------------------------------------------------------------ backends and rows
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Backend {
+    Tessera,
+    KmsCore,
+    SoftHsm,
+}
+
+impl Backend {
+    const ALL: [Backend; 3] = [Backend::Tessera, Backend::KmsCore, Backend::SoftHsm];
+
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Tessera => "tessera",
+            Backend::KmsCore => "kms-core",
+            Backend::SoftHsm => "softhsm",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    SignEcdsa,
+    SignRsa,
+    AesGcm,
+    /// Find one key by label among this many.
+    Find(usize),
+}
+
+impl Op {
+    fn name(self) -> String {
+        match self {
+            Op::SignEcdsa => "sign_ECDSA_P256".into(),
+            Op::SignRsa => "sign_RSA_2048_PKCS1".into(),
+            Op::AesGcm => "encrypt_AES_256_GCM_4KiB".into(),
+            Op::Find(n) => format!("find_label_{n}_keys"),
+        }
+    }
+}
+
+/// One thread's operation, run in a loop; an error stops the cell.
+type Worker<'a> = Box<dyn FnMut() -> Result<(), String> + Send + 'a>;
+
+/// A cell's result: ops/s, or why there is none.
+type CellResult = Result<f64, String>;
+
+fn p11_err(what: &str, e: P11Error) -> String {
+    format!("{what}: {e}")
+}
+
+// ------------------------------------------------------------------ PKCS#11 modules
+
+/// The keys a PKCS#11 backend signs and encrypts with.
+#[derive(Clone, Copy)]
+struct P11Keys {
+    ec_private: ObjectHandle,
+    ec_public: ObjectHandle,
+    rsa_private: ObjectHandle,
+    rsa_public: ObjectHandle,
+    aes: ObjectHandle,
+}
+
+/// A loaded, initialised module with its token set up and the user logged in.
+struct P11 {
+    ctx: Pkcs11,
+    slot: Slot,
+    /// Open for the whole run: the login lives as long as the application has a session.
+    main: Session,
+    keys: Result<P11Keys, String>,
+    /// Find keys made so far (the target included).
+    find_keys: usize,
+}
+
+impl P11 {
+    /// Loads `module`, initialises its token (as SoftHSM2 wants: C_InitToken, SO login,
+    /// C_InitPIN), logs the user in and opens the main session.
+    fn open(module: &Path) -> Result<P11, String> {
+        if !module.exists() {
+            return Err(format!("no module at {}", module.display()));
+        }
+        let ctx = Pkcs11::new(module).map_err(|e| p11_err("loading the module", e))?;
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .map_err(|e| p11_err("C_Initialize", e))?;
+        let slot = setup_token(&ctx, TOKEN_LABEL)?;
+        let main = ctx.open_rw_session(slot).map_err(|e| p11_err("C_OpenSession", e))?;
+        login_user(&main)?;
+        Ok(P11 {
+            ctx,
+            slot,
+            main,
+            keys: Err("no keys yet".into()),
+            find_keys: 0,
+        })
+    }
+
+    fn session(&self) -> Result<Session, String> {
+        self.ctx
+            .open_rw_session(self.slot)
+            .map_err(|e| p11_err("C_OpenSession", e))
+    }
+}
+
+/// The slot holding the initialised token labelled `label`, if any.
+fn slot_with_label(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, String> {
+    for slot in ctx.get_slots_with_token().map_err(|e| p11_err("C_GetSlotList", e))? {
+        let info = ctx.get_token_info(slot).map_err(|e| p11_err("C_GetTokenInfo", e))?;
+        if info.token_initialized() && info.label() == label {
+            return Ok(Some(slot));
+        }
+    }
+    Ok(None)
+}
+
+/// Initialises a fresh token as `label` (unless one is already there) and its user PIN; returns
+/// its slot. SoftHSM2 moves a token it initialises to a new slot: look it up by label after.
+fn setup_token(ctx: &Pkcs11, label: &str) -> Result<Slot, String> {
+    if let Some(slot) = slot_with_label(ctx, label)? {
+        return Ok(slot);
+    }
+    let slots = ctx.get_slots_with_token().map_err(|e| p11_err("C_GetSlotList", e))?;
+    let mut fresh = None;
+    for slot in slots {
+        let info = ctx.get_token_info(slot).map_err(|e| p11_err("C_GetTokenInfo", e))?;
+        if !info.token_initialized() {
+            fresh = Some(slot);
+            break;
+        }
+    }
+    let fresh = fresh.ok_or("no slot with an uninitialised token")?;
+    ctx.init_token(fresh, &AuthPin::from(SO_PIN), label)
+        .map_err(|e| p11_err("C_InitToken", e))?;
+    let slot = slot_with_label(ctx, label)?.ok_or("the initialised token is in no slot")?;
+    let so = ctx.open_rw_session(slot).map_err(|e| p11_err("C_OpenSession", e))?;
+    so.login(UserType::So, Some(&AuthPin::from(SO_PIN)))
+        .map_err(|e| p11_err("C_Login(SO)", e))?;
+    so.init_pin(&AuthPin::from(USER_PIN))
+        .map_err(|e| p11_err("C_InitPIN", e))?;
+    so.logout().map_err(|e| p11_err("C_Logout(SO)", e))?;
+    Ok(slot)
+}
+
+/// Logs the user in; a login already made by another session of this application is fine.
+fn login_user(session: &Session) -> Result<(), String> {
+    match session.login(UserType::User, Some(&AuthPin::from(USER_PIN))) {
+        Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Err(e) => Err(p11_err("C_Login(USER)", e)),
+    }
+}
+
+/// Generates the EC, RSA and AES token keys labelled `<prefix>-ec` etc.
+fn generate_keys(s: &Session, prefix: &str) -> Result<P11Keys, String> {
+    let label = |what: &str| Attribute::Label(format!("{prefix}-{what}").into_bytes());
+    let (ec_public, ec_private) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[
+                Attribute::Token(true),
+                label("ec"),
+                Attribute::EcParams(P256_PARAMS.to_vec()),
+                Attribute::Verify(true),
+            ],
+            &[Attribute::Token(true), label("ec"), Attribute::Sign(true)],
+        )
+        .map_err(|e| p11_err("C_GenerateKeyPair(EC P-256)", e))?;
+    let (rsa_public, rsa_private) = s
+        .generate_key_pair(
+            &Mechanism::RsaPkcsKeyPairGen,
+            &[
+                Attribute::Token(true),
+                label("rsa"),
+                Attribute::ModulusBits(2048.into()),
+                Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+                Attribute::Verify(true),
+            ],
+            &[Attribute::Token(true), label("rsa"), Attribute::Sign(true)],
+        )
+        .map_err(|e| p11_err("C_GenerateKeyPair(RSA-2048)", e))?;
+    let aes = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Token(true),
+                label("aes"),
+                Attribute::ValueLen(32.into()),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+            ],
+        )
+        .map_err(|e| p11_err("C_GenerateKey(AES-256)", e))?;
+    Ok(P11Keys {
+        ec_private,
+        ec_public,
+        rsa_private,
+        rsa_public,
+        aes,
+    })
+}
+
+/// The one object of `class` labelled `label`.
+fn find_one(s: &Session, class: ObjectClass, label: &str) -> Result<ObjectHandle, String> {
+    let found = s
+        .find_objects(&[Attribute::Class(class), Attribute::Label(label.as_bytes().to_vec())])
+        .map_err(|e| p11_err("C_FindObjects", e))?;
+    found
+        .first()
+        .copied()
+        .ok_or_else(|| format!("no {class} labelled {label}"))
+}
+
+/// The keys kms-core made (`alias/kms-ec` …), found by label: Tessera's fallback when it cannot
+/// generate keys itself.
+fn find_kms_keys(s: &Session) -> Result<P11Keys, String> {
+    Ok(P11Keys {
+        ec_private: find_one(s, ObjectClass::PRIVATE_KEY, "kms-ec")?,
+        ec_public: find_one(s, ObjectClass::PUBLIC_KEY, "kms-ec")?,
+        rsa_private: find_one(s, ObjectClass::PRIVATE_KEY, "kms-rsa")?,
+        rsa_public: find_one(s, ObjectClass::PUBLIC_KEY, "kms-rsa")?,
+        aes: find_one(s, ObjectClass::SECRET_KEY, "kms-aes")?,
+    })
+}
+
+fn gcm_iv(worker: usize, counter: u64) -> [u8; 12] {
+    let mut iv = [0u8; 12];
+    iv[..4].copy_from_slice(&u32::try_from(worker).unwrap_or(u32::MAX).to_be_bytes());
+    iv[4..].copy_from_slice(&counter.to_be_bytes());
+    iv
+}
+
+/// Data shared by all rows.
+struct Inputs {
+    digest: [u8; 32],
+    /// DigestInfo(SHA-256) || digest, for CKM_RSA_PKCS.
+    digest_info: Vec<u8>,
+    msg: Arc<Vec<u8>>,
+}
+
+/// Runs the row's operation once on `s` and checks its output with the module itself (verify,
+/// decrypt, the found handle's label).
+fn validate_p11(s: &Session, keys: &P11Keys, op: Op, inputs: &Inputs) -> Result<(), String> {
+    match op {
+        Op::SignEcdsa => {
+            let sig = s
+                .sign(&Mechanism::Ecdsa, keys.ec_private, &inputs.digest)
+                .map_err(|e| p11_err("ECDSA sign", e))?;
+            if sig.len() != 64 {
+                return Err(format!("an ECDSA P-256 signature of {} bytes, not 64", sig.len()));
+            }
+            s.verify(&Mechanism::Ecdsa, keys.ec_public, &inputs.digest, &sig)
+                .map_err(|e| p11_err("ECDSA verify", e))
+        }
+        Op::SignRsa => {
+            let sig = s
+                .sign(&Mechanism::RsaPkcs, keys.rsa_private, &inputs.digest_info)
+                .map_err(|e| p11_err("RSA sign", e))?;
+            s.verify(&Mechanism::RsaPkcs, keys.rsa_public, &inputs.digest_info, &sig)
+                .map_err(|e| p11_err("RSA verify", e))
+        }
+        Op::AesGcm => {
+            let mut iv = gcm_iv(usize::MAX, 0);
+            let ct = s
+                .encrypt(
+                    &Mechanism::AesGcm(GcmParams::new(&mut iv, &[], 128.into()).map_err(|e| p11_err("GCM", e))?),
+                    keys.aes,
+                    &inputs.msg,
+                )
+                .map_err(|e| p11_err("AES-GCM encrypt", e))?;
+            let pt = s
+                .decrypt(
+                    &Mechanism::AesGcm(GcmParams::new(&mut iv, &[], 128.into()).map_err(|e| p11_err("GCM", e))?),
+                    keys.aes,
+                    &ct,
+                )
+                .map_err(|e| p11_err("AES-GCM decrypt", e))?;
+            if pt != *inputs.msg {
+                return Err("AES-GCM decrypts to something else".into());
+            }
+            Ok(())
+        }
+        Op::Find(_) => {
+            let found = s
+                .find_objects(&[Attribute::Label(FIND_TARGET.as_bytes().to_vec())])
+                .map_err(|e| p11_err("C_FindObjects", e))?;
+            if found.len() != 1 {
+                return Err(format!("{} objects labelled {FIND_TARGET}, not 1", found.len()));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The row's timed operation on its own session.
+fn p11_worker(session: Session, keys: P11Keys, op: Op, inputs: &Inputs, index: usize) -> Worker<'static> {
+    match op {
+        Op::SignEcdsa => {
+            let digest = inputs.digest;
+            Box::new(move || {
+                let sig = session
+                    .sign(&Mechanism::Ecdsa, keys.ec_private, &digest)
+                    .map_err(|e| p11_err("ECDSA sign", e))?;
+                if sig.len() == 64 {
+                    Ok(())
+                } else {
+                    Err(format!("an ECDSA signature of {} bytes", sig.len()))
+                }
+            })
+        }
+        Op::SignRsa => {
+            let data = inputs.digest_info.clone();
+            Box::new(move || {
+                let sig = session
+                    .sign(&Mechanism::RsaPkcs, keys.rsa_private, &data)
+                    .map_err(|e| p11_err("RSA sign", e))?;
+                if sig.len() == 256 {
+                    Ok(())
+                } else {
+                    Err(format!("an RSA-2048 signature of {} bytes", sig.len()))
+                }
+            })
+        }
+        Op::AesGcm => {
+            let msg = Arc::clone(&inputs.msg);
+            let mut counter = 0u64;
+            Box::new(move || {
+                counter += 1;
+                let mut iv = gcm_iv(index, counter);
+                let params = GcmParams::new(&mut iv, &[], 128.into()).map_err(|e| p11_err("GCM", e))?;
+                let ct = session
+                    .encrypt(&Mechanism::AesGcm(params), keys.aes, &msg)
+                    .map_err(|e| p11_err("AES-GCM encrypt", e))?;
+                if ct.len() == MSG_LEN + TAG_LEN {
+                    Ok(())
+                } else {
+                    Err(format!("{} bytes of AES-GCM output", ct.len()))
+                }
+            })
+        }
+        Op::Find(_) => {
+            let template = [Attribute::Label(FIND_TARGET.as_bytes().to_vec())];
+            Box::new(move || {
+                let found = session
+                    .find_objects(&template)
+                    .map_err(|e| p11_err("C_FindObjects", e))?;
+                if found.len() == 1 {
+                    Ok(())
+                } else {
+                    Err(format!("{} objects found", found.len()))
+                }
+            })
+        }
+    }
+}
+
+/// A PKCS#11 backend's workers for `op`, checked once first.
+fn p11_workers(
+    p11: &Result<P11, String>,
+    op: Op,
+    inputs: &Inputs,
+    count: usize,
+) -> Result<Vec<Worker<'static>>, String> {
+    let p11 = p11.as_ref().map_err(Clone::clone)?;
+    if let Op::Find(n) = op
+        && p11.find_keys < n
+    {
+        return Err(format!("not run with {n} keys (see TESSERA_BENCH_SOFTHSM_FIND_MAX)"));
+    }
+    let keys = p11.keys.clone()?;
+    let mut workers = Vec::with_capacity(count);
+    for index in 0..count {
+        let session = p11.session()?;
+        if index == 0 {
+            validate_p11(&session, &keys, op, inputs)?;
+        }
+        workers.push(p11_worker(session, keys, op, inputs, index));
+    }
+    Ok(workers)
+}
+
+// ------------------------------------------------------------------ kms-core
+
+struct KmsKeys {
+    sign_ec: AsymmetricSignRequest,
+    sign_rsa: AsymmetricSignRequest,
+    encrypt: EncryptRequest,
+}
+
+fn create_key(kms: &Kms, spec: KeySpec, usage: KeyUsage, alias: &str) -> Result<String, String> {
+    kms.create_key(&CreateKeyRequest {
+        key_spec: Some(spec),
+        key_usage: Some(usage),
+        alias: Some(format!("alias/{alias}")),
+        ..CreateKeyRequest::default()
+    })
+    .map(|r| r.key_metadata.key_id)
+    .map_err(|e| format!("CreateKey {alias}: {e}"))
+}
+
+fn kms_keys(kms: &Kms, inputs: &Inputs) -> Result<KmsKeys, String> {
+    let ec = create_key(kms, KeySpec::EcP256, KeyUsage::SignVerify, "kms-ec")?;
+    let rsa = create_key(kms, KeySpec::Rsa2048, KeyUsage::SignVerify, "kms-rsa")?;
+    let aes = create_key(kms, KeySpec::Aes256, KeyUsage::EncryptDecrypt, "kms-aes")?;
+    let sign = |key_id: String, algorithm| AsymmetricSignRequest {
+        key_id,
+        key_version_id: None,
+        algorithm: Some(algorithm),
+        digest: Bytes(inputs.digest.to_vec()),
+    };
+    Ok(KmsKeys {
+        sign_ec: sign(ec, SigningAlgorithm::EcdsaSha256),
+        sign_rsa: sign(rsa, SigningAlgorithm::RsaPkcs1Sha256),
+        encrypt: EncryptRequest {
+            key_id: aes,
+            plaintext: inputs.msg.as_slice().into(),
+            encryption_context: EncryptionContext::new(),
+        },
+    })
+}
+
+fn kms_workers<'a>(
+    kms: &'a Kms,
+    keys: &'a Result<KmsKeys, String>,
+    op: Op,
+    count: usize,
+) -> Result<Vec<Worker<'a>>, String> {
+    let keys = keys.as_ref().map_err(Clone::clone)?;
+    let one = || -> Worker<'a> {
+        match op {
+            Op::SignEcdsa => Box::new(move || kms.asymmetric_sign(&keys.sign_ec).map(drop).map_err(|e| e.to_string())),
+            Op::SignRsa => Box::new(move || kms.asymmetric_sign(&keys.sign_rsa).map(drop).map_err(|e| e.to_string())),
+            Op::AesGcm => Box::new(move || kms.encrypt(&keys.encrypt).map(drop).map_err(|e| e.to_string())),
+            Op::Find(_) => {
+                let req = KeyIdRequest::new(format!("alias/{FIND_TARGET}"));
+                Box::new(move || kms.describe_key(&req).map(drop).map_err(|e| e.to_string()))
+            }
+        }
+    };
+    let mut workers: Vec<Worker<'a>> = (0..count).map(|_| one()).collect();
+    if let Some(first) = workers.first_mut() {
+        first()?;
+    }
+    Ok(workers)
+}
+
+/// Brings the store to `total` find keys (`find-target` and fillers), two writers at a time.
+fn grow_kms_find_keys(kms: &Kms, have: usize, total: usize) -> Result<(), String> {
+    if have >= total {
+        return Ok(());
+    }
+    let started = Instant::now();
+    println!(
+        "kms-core: creating {} AES keys for the find rows ({have} → {total})…",
+        total - have
+    );
+    if have == 0 {
+        create_key(kms, KeySpec::Aes256, KeyUsage::EncryptDecrypt, FIND_TARGET)?;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(have.max(1));
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| -> Result<(), String> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= total {
+                            return Ok(());
+                        }
+                        create_key(kms, KeySpec::Aes256, KeyUsage::EncryptDecrypt, &format!("find-{i:05}"))?;
+                        if i % 1000 == 0 {
+                            println!("  … {i} keys, {:.0} s", started.elapsed().as_secs_f64());
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err("a key-creating thread panicked".into()))
+        })
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "kms-core: {total} find keys; {} created in {secs:.1} s ({:.0} keys/s)",
+        total - have,
+        (total - have) as f64 / secs
+    );
+    Ok(())
+}
+
+/// Brings a PKCS#11 token to `total` find keys, through C_GenerateKey.
+fn grow_p11_find_keys(p11: &mut P11, name: &str, total: usize) -> Result<(), String> {
+    let have = p11.find_keys;
+    if have >= total {
+        return Ok(());
+    }
+    let started = Instant::now();
+    println!("{name}: generating {} AES token keys for the find rows…", total - have);
+    let template = |label: &str| {
+        vec![
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::ValueLen(32.into()),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+        ]
+    };
+    for i in have..total {
+        let label = if i == 0 {
+            FIND_TARGET.to_owned()
+        } else {
+            format!("find-{i:05}")
+        };
+        p11.main
+            .generate_key(&Mechanism::AesKeyGen, &template(&label))
+            .map_err(|e| p11_err("C_GenerateKey", e))?;
+        p11.find_keys = i + 1;
+        if i > 0 && i % 1000 == 0 {
+            println!("  … {i} keys, {:.0} s", started.elapsed().as_secs_f64());
+        }
+    }
+    println!(
+        "{name}: {total} find keys, made in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------------ timing
+
+/// Runs each worker on its own thread until `slice` has passed; returns (ops, wall time).
+fn run_slice(workers: &mut [Worker<'_>], slice: Duration) -> Result<(u64, Duration), String> {
+    let start = Instant::now();
+    let deadline = start + slice;
+    let counts = std::thread::scope(|s| {
+        let threads: Vec<_> = workers
+            .iter_mut()
+            .map(|w| {
+                s.spawn(move || -> Result<u64, String> {
+                    let mut n = 0u64;
+                    loop {
+                        w()?;
+                        n += 1;
+                        if Instant::now() >= deadline {
+                            return Ok(n);
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err("a worker panicked".into())))
+            .collect::<Result<Vec<u64>, String>>()
+    })?;
+    Ok((counts.iter().sum(), start.elapsed()))
+}
+
+/// Times every (backend, thread count) cell of a row in alternating slices; each backend has
+/// `max(threads)` workers, of which a cell uses the first `threads`.
+fn measure_row(
+    workers: &mut [(Backend, Result<Vec<Worker<'_>>, String>)],
+    thread_counts: &[usize],
+    budget: Duration,
+) -> HashMap<(Backend, usize), CellResult> {
+    let slice = budget / SLICES;
+    let mut cells: Vec<(usize, usize)> = Vec::new(); // (index into workers, threads)
+    let mut results: HashMap<(Backend, usize), CellResult> = HashMap::new();
+    for (i, (backend, w)) in workers.iter().enumerate() {
+        for &t in thread_counts {
+            match w {
+                Ok(_) => cells.push((i, t)),
+                Err(e) => {
+                    results.insert((*backend, t), Err(e.clone()));
+                }
+            }
+        }
+    }
+    // Warm up each backend (caches, lazily built state) before anything is timed.
+    for i in 0..workers.len() {
+        if let (_, Ok(w)) = &mut workers[i]
+            && let Err(e) = run_slice(&mut w[..1], Duration::from_millis(50))
+        {
+            workers[i].1 = Err(e);
+        }
+    }
+    let mut totals: HashMap<(usize, usize), (u64, Duration)> = HashMap::new();
+    for round in 0..SLICES {
+        let order: Vec<(usize, usize)> = if round % 2 == 0 {
+            cells.clone()
+        } else {
+            cells.iter().rev().copied().collect()
+        };
+        for (i, t) in order {
+            let (_, w) = &mut workers[i];
+            let Ok(w) = w else { continue };
+            match run_slice(&mut w[..t], slice) {
+                Ok((n, d)) => {
+                    let e = totals.entry((i, t)).or_insert((0, Duration::ZERO));
+                    e.0 += n;
+                    e.1 += d;
+                }
+                Err(e) => workers[i].1 = Err(e),
+            }
+        }
+    }
+    for (i, t) in cells {
+        let (backend, w) = &workers[i];
+        let result = match w {
+            Err(e) => Err(e.clone()),
+            Ok(_) => {
+                let (n, d) = totals.get(&(i, t)).copied().unwrap_or((0, Duration::ZERO));
+                Ok(n as f64 / d.as_secs_f64().max(1e-9))
+            }
+        };
+        results.insert((*backend, t), result);
+    }
+    results
+}
+
+// ------------------------------------------------------------------ the table
+
+struct RowResult {
+    op: Op,
+    cells: HashMap<(Backend, usize), CellResult>,
+}
+
+fn fmt_ops(r: Option<&CellResult>) -> String {
+    match r {
+        Some(Ok(v)) => format!("{v:.0}"),
+        Some(Err(_)) => "err".into(),
+        None => "-".into(),
+    }
+}
+
+fn ok(r: Option<&CellResult>) -> Option<f64> {
+    r.and_then(|r| r.as_ref().ok()).copied()
+}
+
+fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
+    let one = thread_counts.first().copied().unwrap_or(1);
+    let mut out = String::new();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| row | threads | tessera ops/s | kms-core ops/s | softhsm ops/s | tessera/kms-core | tessera/softhsm | scaling vs {one} thread: tessera · kms-core · softhsm |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+    let mut errors = Vec::new();
+    for row in rows {
+        for &t in thread_counts {
+            let get = |b: Backend| row.cells.get(&(b, t));
+            let (tess, kms, hsm) = (get(Backend::Tessera), get(Backend::KmsCore), get(Backend::SoftHsm));
+            let vs_kms = match (ok(tess), ok(kms)) {
+                (Some(a), Some(b)) => format!("{:.1}%{}", a / b * 100.0, if a / b < 0.9 { " ✗" } else { "" }),
+                _ => "-".into(),
+            };
+            let must_beat = matches!(row.op, Op::AesGcm | Op::Find(_));
+            let vs_hsm = match (ok(tess), ok(hsm)) {
+                (Some(a), Some(b)) => {
+                    format!("{:.2}x{}", a / b, if must_beat && a <= b { " ✗" } else { "" })
+                }
+                _ => "-".into(),
+            };
+            let scaling = if t == one {
+                String::new()
+            } else {
+                Backend::ALL
+                    .iter()
+                    .map(|&b| match (ok(row.cells.get(&(b, t))), ok(row.cells.get(&(b, one)))) {
+                        (Some(n), Some(o)) => {
+                            let x = n / o;
+                            let flag = if b == Backend::Tessera && t == 2 && x < 1.8 {
+                                " ✗"
+                            } else {
+                                ""
+                            };
+                            format!("{x:.2}x{flag}")
+                        }
+                        _ => "-".into(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {t} | {} | {} | {} | {vs_kms} | {vs_hsm} | {scaling} |",
+                row.op.name(),
+                fmt_ops(tess),
+                fmt_ops(kms),
+                fmt_ops(hsm),
+            );
+            for b in Backend::ALL {
+                if let Some(Err(e)) = row.cells.get(&(b, t)) {
+                    let line = format!("{}: {}: {e}", row.op.name(), b.name());
+                    if !errors.contains(&line) {
+                        errors.push(line);
+                    }
+                }
+            }
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "kms-core rows: AsymmetricSign on a 32-byte digest; Encrypt of 4 KiB (which also builds its ciphertext \
+         blob: header, version id, IV); DescribeKey(alias/{FIND_TARGET}) for the find rows."
+    );
+    let _ = writeln!(
+        out,
+        "✗ marks a missed target: tessera/kms-core >= 90%; 2 threads >= 1.8x 1 thread (tessera); AES-GCM and \
+         find faster than SoftHSM2."
+    );
+
+    // Find: does the time per find grow with the number of keys?
+    let finds: Vec<&RowResult> = rows.iter().filter(|r| matches!(r.op, Op::Find(_))).collect();
+    if let (Some(first), Some(last)) = (finds.first(), finds.last())
+        && let (Op::Find(n0), Op::Find(n1)) = (first.op, last.op)
+        && n1 > n0
+    {
+        for b in Backend::ALL {
+            if let (Some(a), Some(z)) = (ok(first.cells.get(&(b, one))), ok(last.cells.get(&(b, one)))) {
+                let growth = a / z;
+                let _ = writeln!(
+                    out,
+                    "find by label, {n0} → {n1} keys ({} keys x{:.0}): {} time per find x{growth:.2}{}",
+                    n1 - n0,
+                    n1 as f64 / n0 as f64,
+                    b.name(),
+                    if growth > 2.0 {
+                        " ✗ (grows with the key count)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    if !errors.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Cells without a number:");
+        for e in errors {
+            let _ = writeln!(out, "  {e}");
+        }
+    }
+    println!("{out}");
+}
+
+// ------------------------------------------------------------------ main
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            let mut list: Vec<usize> = v
+                .split(',')
+                .filter_map(|x| x.trim().replace('_', "").parse().ok())
+                .filter(|&x| x > 0)
+                .collect();
+            list.sort_unstable();
+            list.dedup();
+            list
+        }
+        Ok(_) => Vec::new(),
+        Err(_) => default.to_vec(),
+    }
+}
+
+/// The module built with this bench: it is `target/<profile>/deps/pkcs11-…`, and cargo leaves the
+/// cdylib it built for it in `deps/` (a `cargo build` of the package also copies it up to
+/// `target/<profile>/`, which may be older).
+fn tessera_module() -> PathBuf {
+    if let Some(p) = std::env::var_os("TESSERA_PKCS11_MODULE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    const NAME: &str = "libtessera_pkcs11.so";
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let candidates = [dir.join(NAME), dir.parent().unwrap_or(dir).join(NAME)];
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .unwrap_or(&candidates[1])
+        .clone()
+}
+
+/// The row filter: criterion-style positional arguments, as plain substrings.
+fn row_filter() -> Vec<String> {
+    std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect()
+}
+
+fn run_child(dir: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let budget = Duration::from_secs_f64(
+        std::env::var("TESSERA_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .unwrap_or(1.5),
+    );
+    let thread_counts = env_list("TESSERA_BENCH_THREADS", &[1, 2]);
+    let find_sizes = env_list("TESSERA_BENCH_FIND_KEYS", &[1000, 10_000]);
+    let softhsm_find_max = env_list("TESSERA_BENCH_SOFTHSM_FIND_MAX", &[1000])
+        .last()
+        .copied()
+        .unwrap_or(0);
+    let softhsm_path = std::env::var("TESSERA_BENCH_SOFTHSM").unwrap_or_else(|_| SOFTHSM_DEFAULT.into());
+    let filters = row_filter();
+    let wanted = |op: Op| filters.is_empty() || filters.iter().any(|f| op.name().contains(f.as_str()));
+    let max_threads = thread_counts.iter().copied().max().unwrap_or(1);
+
+    let mut digest_info = SHA256_DIGEST_INFO.to_vec();
+    let digest: [u8; 32] = Sha256::digest(b"tessera pkcs11 benchmark").into();
+    digest_info.extend_from_slice(&digest);
+    let mut msg = vec![0u8; MSG_LEN];
+    for (i, b) in msg.iter_mut().enumerate() {
+        *b = (i * 131 % 251) as u8;
+    }
+    let inputs = Inputs {
+        digest,
+        digest_info,
+        msg: Arc::new(msg),
+    };
+
+    // kms-core, on the store the module shows.
+    let store = dir.join("store");
+    let kms = Kms::open(&store).map_err(|e| format!("Kms::open {}: {e}", store.display()))?;
+    let kms_keys = kms_keys(&kms, &inputs);
+    if let Err(e) = &kms_keys {
+        println!("kms-core: {e}");
+    }
+
+    let module = tessera_module();
+    println!("tessera: {}", module.display());
+    let mut tessera = P11::open(&module);
+    if let Ok(p11) = &mut tessera {
+        p11.keys = generate_keys(&p11.main, "bench").or_else(|gen_err| {
+            println!("tessera: {gen_err}; using the keys kms-core made, found by label");
+            find_kms_keys(&p11.main).map_err(|e| format!("{gen_err}; and {e}"))
+        });
+    }
+    match &tessera {
+        Ok(p) => {
+            if let Err(e) = &p.keys {
+                println!("tessera: {e}");
+            }
+        }
+        Err(e) => println!("tessera: {e}"),
+    }
+
+    let mut softhsm = if softhsm_path.is_empty() {
+        Err("skipped (TESSERA_BENCH_SOFTHSM is empty)".to_owned())
+    } else {
+        println!("softhsm: {softhsm_path}");
+        P11::open(Path::new(&softhsm_path))
+    };
+    if let Ok(p11) = &mut softhsm {
+        p11.keys = generate_keys(&p11.main, "bench");
+    }
+    match &softhsm {
+        Ok(p) => {
+            if let Err(e) = &p.keys {
+                println!("softhsm: {e}");
+            }
+        }
+        Err(e) => println!("softhsm: {e}"),
+    }
+    println!("setup: {:.1} s", started.elapsed().as_secs_f64());
+
+    let mut ops = vec![Op::SignEcdsa, Op::SignRsa, Op::AesGcm];
+    ops.extend(find_sizes.iter().map(|&n| Op::Find(n)));
+    let mut rows = Vec::new();
+    let mut kms_find_keys = 0;
+    for op in ops.into_iter().filter(|&op| wanted(op)) {
+        if let Op::Find(n) = op {
+            grow_kms_find_keys(&kms, kms_find_keys, n)?;
+            kms_find_keys = n;
+            if n <= softhsm_find_max
+                && let Ok(p11) = &mut softhsm
+                && let Err(e) = grow_p11_find_keys(p11, "softhsm", n)
+            {
+                p11.keys = Err(e);
+            }
+        }
+        if let Ok(p11) = &mut tessera {
+            // kms-core made them, in the store the module shows.
+            p11.find_keys = kms_find_keys;
+        }
+        let row_started = Instant::now();
+        let mut workers: Vec<(Backend, Result<Vec<Worker<'_>>, String>)> = vec![
+            (Backend::Tessera, p11_workers(&tessera, op, &inputs, max_threads)),
+            (Backend::KmsCore, kms_workers(&kms, &kms_keys, op, max_threads)),
+            (Backend::SoftHsm, p11_workers(&softhsm, op, &inputs, max_threads)),
+        ];
+        let cells = measure_row(&mut workers, &thread_counts, budget);
+        drop(workers);
+        let line: Vec<String> = thread_counts
+            .iter()
+            .map(|&t| {
+                let v: Vec<String> = Backend::ALL
+                    .iter()
+                    .map(|&b| format!("{} {}", b.name(), fmt_ops(cells.get(&(b, t)))))
+                    .collect();
+                format!("{t}T: {}", v.join(", "))
+            })
+            .collect();
+        println!(
+            "{} ({:.1} s): {}",
+            op.name(),
+            row_started.elapsed().as_secs_f64(),
+            line.join(" | ")
+        );
+        rows.push(RowResult { op, cells });
+    }
+    print_table(&rows, &thread_counts);
+    println!("total: {:.0} s", started.elapsed().as_secs_f64());
+
+    // Close the sessions, then finalize both modules.
+    for p11 in [tessera, softhsm].into_iter().flatten() {
+        let P11 { ctx, main, .. } = p11;
+        drop(main);
+        let _ = ctx.finalize();
+    }
+    Ok(())
+}
+
+/// Re-runs this bench with its environment pointing at a fresh temporary directory.
+fn run_parent() -> Result<ExitCode, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("tessera-pkcs11-bench-")
+        .tempdir()
+        .map_err(|e| format!("a temporary directory: {e}"))?;
+    let tokens = dir.path().join("softhsm-tokens");
+    std::fs::create_dir_all(&tokens).map_err(|e| format!("{}: {e}", tokens.display()))?;
+    let softhsm_conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &softhsm_conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            tokens.display()
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", softhsm_conf.display()))?;
+    let tessera_conf = dir.path().join("tessera-pkcs11.toml");
+    std::fs::write(
+        &tessera_conf,
+        format!(
+            "store = \"{}\"\ngenerate_certs = false\nlog_level = \"warn\"\nlog_file = \"{}\"\n",
+            dir.path().join("store").display(),
+            dir.path().join("tessera-pkcs11.log").display()
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", tessera_conf.display()))?;
+
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let status = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(CHILD_ENV, dir.path())
+        .env("SOFTHSM2_CONF", &softhsm_conf)
+        .env("TESSERA_PKCS11_CONFIG", &tessera_conf)
+        .status()
+        .map_err(|e| format!("running the bench child: {e}"))?;
+    let log = dir.path().join("tessera-pkcs11.log");
+    if let Ok(text) = std::fs::read_to_string(&log)
+        && !text.trim().is_empty()
+    {
+        let lines: Vec<&str> = text.lines().collect();
+        println!("\nThe module's log (last 20 lines of {}):", lines.len());
+        for l in &lines[lines.len().saturating_sub(20)..] {
+            println!("  {l}");
+        }
+    }
+    match status.code() {
+        Some(0) => Ok(ExitCode::SUCCESS),
+        Some(c) => Err(format!("the bench child exited with {c}")),
+        None => Err(format!("the bench child was killed: {status}")),
+    }
+}
+
+fn main() -> ExitCode {
+    // Only in a real benchmark run (`cargo bench` passes --bench), not under `cargo test --benches`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("pkcs11 bench: run it with `cargo bench -p pkcs11-module --bench pkcs11`");
+        return ExitCode::SUCCESS;
+    }
+    let result = match std::env::var_os(CHILD_ENV) {
+        Some(dir) => run_child(Path::new(&dir)).map(|()| ExitCode::SUCCESS),
+        None => run_parent(),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("pkcs11 bench: {e}");
+        ExitCode::FAILURE
+    })
+}
