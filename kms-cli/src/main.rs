@@ -37,9 +37,79 @@ enum Command {
     Demo,
     /// List the API actions.
     Actions,
+    /// The PKCS#11 token of an instance: its label and PINs, as `pkcs11-tool --init-token`,
+    /// `--init-pin` and `--change-pin` set them. PINs come from the options or, to keep them off
+    /// the command line, from TESSERA_SO_PIN, TESSERA_PIN and TESSERA_NEW_PIN.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        /// The KMS instance whose token this is.
+        #[arg(long, global = true, default_value = kms_core::DEFAULT_INSTANCE_ID)]
+        instance: String,
+    },
     /// An API action, such as CreateKey or Encrypt, with `--Param value` pairs.
     #[command(external_subcommand)]
     Action(Vec<String>),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Show the token's label and whether its PINs are set.
+    Info,
+    /// Initialise the token (set its label and SO PIN; re-initialising needs the current SO PIN
+    /// and clears the user PIN). Keys are never destroyed by it.
+    Init {
+        /// The token label (1–32 bytes).
+        #[arg(long)]
+        label: String,
+        /// The SO PIN [env: TESSERA_SO_PIN].
+        #[arg(long, env = "TESSERA_SO_PIN", hide_env_values = true)]
+        so_pin: String,
+    },
+    /// Set the user PIN, on the SO PIN's authority.
+    InitPin {
+        /// The SO PIN [env: TESSERA_SO_PIN].
+        #[arg(long, env = "TESSERA_SO_PIN", hide_env_values = true)]
+        so_pin: String,
+        /// The new user PIN [env: TESSERA_PIN].
+        #[arg(long, env = "TESSERA_PIN", hide_env_values = true)]
+        pin: String,
+    },
+    /// Change a PIN (the user's, or the SO's with --so).
+    SetPin {
+        /// Change the SO PIN instead of the user PIN.
+        #[arg(long)]
+        so: bool,
+        /// The current PIN [env: TESSERA_PIN].
+        #[arg(long, env = "TESSERA_PIN", hide_env_values = true)]
+        old_pin: String,
+        /// The new PIN [env: TESSERA_NEW_PIN].
+        #[arg(long, env = "TESSERA_NEW_PIN", hide_env_values = true)]
+        new_pin: String,
+    },
+}
+
+fn token(kms: &kms_core::Kms, instance: &str, command: TokenCommand) -> Result<Value, CliError> {
+    match command {
+        TokenCommand::Info => {}
+        TokenCommand::Init { label, so_pin } => kms.init_token(instance, so_pin.as_bytes(), &label)?,
+        TokenCommand::InitPin { so_pin, pin } => kms.init_user_pin(instance, so_pin.as_bytes(), pin.as_bytes())?,
+        TokenCommand::SetPin { so, old_pin, new_pin } => {
+            let role = if so {
+                kms_core::PinRole::SecurityOfficer
+            } else {
+                kms_core::PinRole::User
+            };
+            kms.set_pin(instance, role, old_pin.as_bytes(), new_pin.as_bytes())?
+        }
+    }
+    let info = kms.token_info(instance)?;
+    Ok(json!({
+        "DKMSInstanceId": info.instance_id,
+        "Label": info.label,
+        "TokenInitialized": info.initialized,
+        "UserPinInitialized": info.user_pin_initialized,
+    }))
 }
 
 fn run(cli: Cli, request_id: &str) -> Result<Value, CliError> {
@@ -63,6 +133,7 @@ fn run(cli: Cli, request_id: &str) -> Result<Value, CliError> {
             Ok(Value::Null)
         }
         Command::Actions => Ok(json!({ "Actions": ACTIONS })),
+        Command::Token { command, instance } => token(&open_store(cli.store)?, &instance, command),
         Command::Action(args) => {
             let (action, rest) = args.split_first().ok_or_else(|| CliError {
                 http_status: 400,

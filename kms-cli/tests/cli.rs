@@ -1070,3 +1070,56 @@ fn the_store_comes_from_tessera_store_without_store() {
         "Forbidden.AliasNotFound",
     );
 }
+
+/// A `tessera token …` command that must succeed (token commands carry no RequestId).
+fn token_ok(store: &Path, args: &[&str]) -> Value {
+    let (success, out, stderr) = tessera(store, args);
+    assert!(success, "tessera {args:?}: {stderr}");
+    out
+}
+
+#[test]
+fn token_commands_set_label_and_pins_as_pkcs11_tool_does() {
+    let dir = TempDir::new().expect("temp dir");
+    let store = dir.path();
+    let info = token_ok(store, &["token", "info"]);
+    assert_eq!(
+        (info["Label"].as_str(), info["TokenInitialized"].as_bool()),
+        (Some("kst-default"), Some(false))
+    );
+    err(
+        store,
+        &["token", "init-pin", "--so-pin", "5678", "--pin", "1234"],
+        "Rejected.TokenNotInitialized",
+    );
+    err(
+        store,
+        &["token", "init", "--label", "t", "--so-pin", "12"],
+        "InvalidParameter",
+    );
+    let info = token_ok(store, &["token", "init", "--label", "ops-token", "--so-pin", "5678"]);
+    assert_eq!(info["Label"], "ops-token");
+    err(
+        store,
+        &["token", "init-pin", "--so-pin", "0000", "--pin", "1234"],
+        "Forbidden.PinIncorrect",
+    );
+    let info = token_ok(store, &["token", "init-pin", "--so-pin", "5678", "--pin", "1234"]);
+    assert_eq!(info["UserPinInitialized"], true);
+    err(
+        store,
+        &["token", "set-pin", "--old-pin", "9999", "--new-pin", "4321"],
+        "Forbidden.PinIncorrect",
+    );
+    token_ok(store, &["token", "set-pin", "--old-pin", "1234", "--new-pin", "4321"]);
+    // Re-initialising needs the SO PIN and clears the user PIN; keys stay.
+    let key = create_key(store, &[]);
+    err(
+        store,
+        &["token", "init", "--label", "x", "--so-pin", "0000"],
+        "Forbidden.PinIncorrect",
+    );
+    let info = token_ok(store, &["token", "init", "--label", "again", "--so-pin", "5678"]);
+    assert_eq!(info["UserPinInitialized"], false);
+    ok(store, &["DescribeKey", "--KeyId", &key]);
+}
