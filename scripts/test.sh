@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. On a fresh Debian machine it first installs what the tests
-# drive (openssl, a C compiler for the bundled SQLite), then checks formatting and lints.
+# drive (openssl, a C compiler for the bundled SQLite, SoftHSM2 and the PKCS#11 clients: opensc,
+# libp11's OpenSSL engine, GnuTLS, a JDK), then checks formatting and lints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# The PKCS#11 clients the module is tested with, and SoftHSM2 as their reference token.
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
+[ -e /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so ] || need+=(libengine-pkcs11-openssl)
+command -v p11tool >/dev/null 2>&1 || need+=(gnutls-bin)
+command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo=""

@@ -88,7 +88,25 @@ pub struct CipherOp {
     /// The input so far.
     pub data: Zeroizing<Vec<u8>>,
     /// The output, once made.
-    pub output: Option<Zeroizing<Vec<u8>>>,
+    pub output: Option<CipherOutput>,
+}
+
+/// A cipher operation's result: ciphertext needs no wiping, plaintext does.
+pub enum CipherOutput {
+    /// Ciphertext.
+    Public(Vec<u8>),
+    /// Plaintext.
+    Secret(Zeroizing<Vec<u8>>),
+}
+
+impl CipherOutput {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            CipherOutput::Public(v) => v,
+            CipherOutput::Secret(v) => v,
+        }
+    }
 }
 
 /// A digest operation.
@@ -358,30 +376,37 @@ impl Module {
         }
     }
 
-    /// Encrypts with a key.
-    pub fn encrypt(&self, key: &KeyUse, cipher: &Cipher, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    /// Encrypts with a key. The working buffer holds plaintext only until it is sealed in place,
+    /// and is wiped if sealing fails.
+    pub fn encrypt(&self, key: &KeyUse, cipher: &Cipher, data: &[u8]) -> Result<Vec<u8>> {
         match (cipher, &key.target) {
             (Cipher::Gcm(gcm), target) => {
-                let mut buf = Zeroizing::new(Vec::with_capacity(data.len() + kms_core::engine::AEAD_TAG_LEN));
+                let mut buf = Vec::with_capacity(data.len() + kms_core::engine::AEAD_TAG_LEN);
                 buf.extend_from_slice(data);
-                let tag = match target {
-                    Target::Token { key_id, version_id } => {
-                        self.kms.aead_seal(key_id, version_id, &gcm.iv, &gcm.aad, &mut buf)?
-                    }
-                    Target::Session(k) => k
-                        .handle
-                        .seal_in_place(&gcm.iv, &gcm.aad, &mut buf)
-                        .map_err(engine_ckr)?,
+                let sealed = match target {
+                    Target::Token { key_id, version_id } => self
+                        .kms
+                        .aead_seal(key_id, version_id, &gcm.iv, &gcm.aad, &mut buf)
+                        .map_err(Ckr::from),
+                    Target::Session(k) => k.handle.seal_in_place(&gcm.iv, &gcm.aad, &mut buf).map_err(engine_ckr),
                 };
-                buf.extend_from_slice(&tag);
-                Ok(buf)
+                match sealed {
+                    Ok(tag) => {
+                        buf.extend_from_slice(&tag);
+                        Ok(buf)
+                    }
+                    Err(e) => {
+                        zeroize::Zeroize::zeroize(&mut buf);
+                        Err(e)
+                    }
+                }
             }
-            (Cipher::Asymmetric(scheme), Target::Token { key_id, version_id }) => Ok(Zeroizing::new(
-                self.kms.encrypt_with(key_id, version_id, *scheme, data)?,
-            )),
-            (Cipher::Asymmetric(scheme), Target::Session(k)) => Ok(Zeroizing::new(
-                k.handle.encrypt_with(*scheme, data).map_err(engine_ckr)?,
-            )),
+            (Cipher::Asymmetric(scheme), Target::Token { key_id, version_id }) => {
+                Ok(self.kms.encrypt_with(key_id, version_id, *scheme, data)?)
+            }
+            (Cipher::Asymmetric(scheme), Target::Session(k)) => {
+                k.handle.encrypt_with(*scheme, data).map_err(engine_ckr)
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use super::OutBuf;
 use crate::error::{Ckr, Result};
 use crate::mechanisms::{Hasher, Input, Mechanism, signature_len};
 use crate::objects::Kind;
-use crate::state::{self, Cipher, CipherOp, DigestOp, Module, Session, SignOp};
+use crate::state::{self, Cipher, CipherOp, CipherOutput, DigestOp, Module, Session, SignOp};
 
 /// Longest input kept for a mechanism that takes its data whole (a digest, a DigestInfo, an
 /// RSA or GCM input): generous, and a bound on what a caller can make the module hold.
@@ -231,17 +231,23 @@ fn finish_cipher(m: &Module, s: &mut Session, encrypt: bool, last: Option<&[u8]>
     let op = slot(s, encrypt).as_mut().ok_or(Ckr::CKR_OPERATION_NOT_INITIALIZED)?;
     if op.output.is_none() {
         let made = (|| {
-            if let Some(data) = last {
-                if op.data.len() + data.len() > MAX_WHOLE_INPUT {
-                    return Err(Ckr::CKR_DATA_LEN_RANGE);
+            // Single-part calls work on the caller's buffer; only multi-part input was kept.
+            let input: &[u8] = match last {
+                Some(data) if op.data.is_empty() => data,
+                Some(data) => {
+                    if op.data.len() + data.len() > MAX_WHOLE_INPUT {
+                        return Err(Ckr::CKR_DATA_LEN_RANGE);
+                    }
+                    op.data.extend_from_slice(data);
+                    &op.data
                 }
-                op.data.extend_from_slice(data);
-            }
-            if encrypt {
-                m.encrypt(&op.key, &op.cipher, &op.data)
+                None => &op.data,
+            };
+            Ok(if encrypt {
+                CipherOutput::Public(m.encrypt(&op.key, &op.cipher, input)?)
             } else {
-                m.decrypt(&op.key, &op.cipher, &op.data)
-            }
+                CipherOutput::Secret(m.decrypt(&op.key, &op.cipher, input)?)
+            })
         })();
         match made {
             Ok(output) => op.output = Some(output),
@@ -251,7 +257,7 @@ fn finish_cipher(m: &Module, s: &mut Session, encrypt: bool, last: Option<&[u8]>
             }
         }
     }
-    let output = op.output.as_deref().map(Vec::as_slice).unwrap_or_default();
+    let output = op.output.as_ref().map(CipherOutput::as_slice).unwrap_or_default();
     if out.deliver(output)? {
         *slot(s, encrypt) = None;
     }
