@@ -272,11 +272,33 @@ pub struct ObjectView<'a> {
     /// The key's usage.
     pub usage: KeyUsage,
     /// CKA_LABEL.
-    pub label: &'a str,
+    pub label: std::borrow::Cow<'a, str>,
     /// CKA_ID.
     pub id: &'a [u8],
     /// CKA_TOKEN.
     pub token: bool,
+}
+
+/// What separates a key's label from a version id in the label of a version that is not the
+/// primary one: `app1@<version id>`. Only the primary version carries the plain label, so that
+/// clients that pick "the" key by label (libp11, Java's KeyStore) get the one Encrypt and Sign use.
+pub const VERSION_LABEL_SEPARATOR: char = '@';
+
+/// The CKA_LABEL of one version of a key labelled `label`.
+pub fn version_label<'a>(label: &'a str, version_id: &str, primary: bool) -> std::borrow::Cow<'a, str> {
+    if primary {
+        std::borrow::Cow::Borrowed(label)
+    } else {
+        std::borrow::Cow::Owned(format!("{label}{VERSION_LABEL_SEPARATOR}{version_id}"))
+    }
+}
+
+/// Splits a searched-for label into the key's label and, for an older version, its id.
+pub fn split_label(label: &str) -> (&str, Option<&str>) {
+    match label.rsplit_once(VERSION_LABEL_SEPARATOR) {
+        Some((key, version)) => (key, Some(version)),
+        None => (label, None),
+    }
 }
 
 /// An attribute's value, or why there is none.

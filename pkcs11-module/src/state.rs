@@ -268,14 +268,12 @@ impl Module {
     /// What a token object is, if its key is still on the token.
     pub fn token_object_view<'v>(&self, view: &'v TokenView, object: &'v TokenObject) -> Option<ObjectView<'v>> {
         let key = &view.keys[view.by_key_id(&object.key_id)?];
-        if !key.versions.iter().any(|v| **v == *object.version_id) {
-            return None;
-        }
+        let at = key.versions.iter().position(|v| **v == *object.version_id)?;
         Some(ObjectView {
             kind: object.kind,
             spec: key.key.spec,
             usage: key.key.usage,
-            label: &key.label,
+            label: crate::objects::version_label(&key.label, &object.version_id, at == 0),
             id: object.version_id.as_bytes(),
             token: true,
         })

@@ -590,14 +590,16 @@ static FUNCTION_LIST_3_0: CK_FUNCTION_LIST_3_0 = CK_FUNCTION_LIST_3_0 {
 /// The interface name both lists are offered under.
 static INTERFACE_NAME: &[u8; 8] = b"PKCS 11\0";
 
-/// The interfaces, newest first. Raw pointers are not `Sync`, but these point at immutable
-/// statics and are never written through.
-struct Interfaces([CK_INTERFACE; 2]);
+/// The interfaces, newest first. They live in writable memory, as a C module's would: OpenSC's
+/// pkcs11-spy writes its own function list into the `CK_INTERFACE` that `C_GetInterface` returns.
+struct Interfaces(std::cell::UnsafeCell<[CK_INTERFACE; 2]>);
 
-// SAFETY: every pointer inside points to an immutable static; nothing writes through them.
+// SAFETY: the module itself only reads the array (through raw pointers, never references held
+// across calls); a client that writes into what it was given owns the consequences, as with any
+// C module.
 unsafe impl Sync for Interfaces {}
 
-static INTERFACES: Interfaces = Interfaces([
+static INTERFACES: Interfaces = Interfaces(std::cell::UnsafeCell::new([
     CK_INTERFACE {
         pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_CHAR,
         pFunctionList: &FUNCTION_LIST_3_0 as *const CK_FUNCTION_LIST_3_0 as *mut std::ffi::c_void,
@@ -608,7 +610,32 @@ static INTERFACES: Interfaces = Interfaces([
         pFunctionList: &FUNCTION_LIST as *const CK_FUNCTION_LIST as *mut std::ffi::c_void,
         flags: 0,
     },
-]);
+]));
+
+/// The versions of the two interfaces, in [`INTERFACES`]' order (read from here, not from the
+/// possibly client-written array).
+const INTERFACE_VERSIONS: [CK_VERSION; 2] = [CK_VERSION { major: 3, minor: 0 }, CK_VERSION { major: 2, minor: 40 }];
+
+/// A pointer to interface `i`.
+fn interface_ptr(i: usize) -> *mut CK_INTERFACE {
+    INTERFACES.0.get().cast::<CK_INTERFACE>().wrapping_add(i)
+}
+
+/// A fresh copy of the interfaces, for C_GetInterfaceList.
+fn interfaces_copy() -> [CK_INTERFACE; 2] {
+    [
+        CK_INTERFACE {
+            pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_CHAR,
+            pFunctionList: &FUNCTION_LIST_3_0 as *const CK_FUNCTION_LIST_3_0 as *mut std::ffi::c_void,
+            flags: 0,
+        },
+        CK_INTERFACE {
+            pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_CHAR,
+            pFunctionList: &FUNCTION_LIST as *const CK_FUNCTION_LIST as *mut std::ffi::c_void,
+            flags: 0,
+        },
+    ]
+}
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> CK_RV {
@@ -624,7 +651,7 @@ pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> 
 pub unsafe extern "C" fn C_GetInterfaceList(list: *mut CK_INTERFACE, count: *mut CK_ULONG) -> CK_RV {
     entry!("C_GetInterfaceList", {
         // SAFETY: PKCS#11 contract: `count` writable, `list` null or `*count` long.
-        unsafe { super::write_list(list, count, &INTERFACES.0) }
+        unsafe { super::write_list(list, count, &interfaces_copy()) }
     })
 }
 
@@ -647,16 +674,12 @@ pub unsafe extern "C" fn C_GetInterface(
         }
         // SAFETY: PKCS#11 contract: null or a readable version.
         let version = unsafe { version.as_ref() };
-        let chosen = INTERFACES
-            .0
+        let chosen = INTERFACE_VERSIONS
             .iter()
-            .find(|i| {
-                // SAFETY: our own static function lists both begin with their CK_VERSION.
-                let offered = unsafe { *(i.pFunctionList as *const CK_VERSION) };
-                version.is_none_or(|v| v.major == offered.major && v.minor == offered.minor) && i.flags & flags == flags
-            })
+            .position(|offered| version.is_none_or(|v| v.major == offered.major && v.minor == offered.minor))
+            .filter(|_| flags == 0)
             .ok_or(Ckr::CKR_ARGUMENTS_BAD)?;
-        *interface = chosen as *const CK_INTERFACE as *mut CK_INTERFACE;
+        *interface = interface_ptr(chosen);
         Ok(())
     })
 }

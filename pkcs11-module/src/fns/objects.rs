@@ -12,6 +12,7 @@ use crate::error::{Ckr, Result};
 use crate::mechanisms::Mechanism;
 use crate::objects::{
     Attr, EC_PARAMS_K256, EC_PARAMS_P256, EC_PARAMS_SM2, Kind, Object, ObjectView, SessionKey, TokenObject,
+    split_label, version_label,
 };
 use crate::state::{self, Find, Module, Target};
 
@@ -32,7 +33,7 @@ impl Resolved {
             kind: self.kind,
             spec: self.spec,
             usage: self.usage,
-            label: &self.label,
+            label: std::borrow::Cow::Borrowed(&self.label),
             id: &self.id,
             token: self.token,
         }
@@ -50,7 +51,7 @@ fn resolve(m: &Module, handle: CK_OBJECT_HANDLE) -> Result<Resolved> {
                 kind: t.kind,
                 spec: info.spec,
                 usage: info.usage,
-                label: info.label.to_owned(),
+                label: info.label.into_owned(),
                 id: info.id.to_vec(),
                 token: true,
                 target: Target::Token {
@@ -80,7 +81,7 @@ fn attribute(m: &Module, view: &ObjectView<'_>, target: &Target, t: CK_ATTRIBUTE
     view.attr(
         t,
         || m.public_parts(target),
-        || m.certificate(target, view.spec, view.label),
+        || m.certificate(target, view.spec, &view.label),
     )
 }
 
@@ -107,9 +108,16 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
     tracing::debug!(attributes = ?template.iter().map(|(t, v)| (*t, v.len())).collect::<Vec<_>>(), "find template");
     let view = m.view()?;
     let wanted_id = template.raw(CKA_ID);
-    // Use the view's indexes for the two attributes clients search by; scan otherwise.
+    // Use the view's indexes for the two attributes clients search by; scan otherwise. A label
+    // names a key (its primary version) or, as `label@version`, an older version.
     let candidates: Vec<usize> = if let Some(label) = template.raw(CKA_LABEL) {
-        std::str::from_utf8(label).map_or_else(|_| Vec::new(), |l| view.with_label(l).to_vec())
+        std::str::from_utf8(label).map_or_else(
+            |_| Vec::new(),
+            |l| {
+                let (key_label, _) = split_label(l);
+                view.with_label(key_label).to_vec()
+            },
+        )
     } else if let Some(id) = wanted_id {
         std::str::from_utf8(id)
             .ok()
@@ -123,10 +131,11 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
     for at in candidates {
         let key = &view.keys[at];
         let key_id: Arc<str> = Arc::from(key.key.key_id.as_str());
-        for version in &key.versions {
+        for (at, version) in key.versions.iter().enumerate() {
             if wanted_id.is_some_and(|id| id != version.as_bytes()) {
                 continue;
             }
+            let label = version_label(&key.label, version, at == 0);
             let version_id: Arc<str> = Arc::from(version.as_str());
             for &kind in Kind::of_spec(key.key.spec, m.config.generate_certs) {
                 if kind.is_private() && !user {
@@ -136,7 +145,7 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
                     kind,
                     spec: key.key.spec,
                     usage: key.key.usage,
-                    label: &key.label,
+                    label: label.clone(),
                     id: version.as_bytes(),
                     token: true,
                 };
@@ -164,7 +173,7 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
             kind,
             spec: key.spec,
             usage: key.usage,
-            label: &key.label,
+            label: std::borrow::Cow::Borrowed(&key.label),
             id: &key.id,
             token: false,
         };
