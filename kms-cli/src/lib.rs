@@ -149,6 +149,10 @@ actions! {
     "AsymmetricDecrypt" => asymmetric_decrypt(AsymmetricDecryptRequest),
     "GetPublicKey" => get_public_key(GetPublicKeyRequest),
     "GenerateRandom" => generate_random(GenerateRandomRequest),
+    "CreateKmsInstance" => create_kms_instance(CreateKmsInstanceRequest),
+    "GetKmsInstance" => get_kms_instance(KmsInstanceIdRequest),
+    "ListKmsInstances" => list_kms_instances(PageRequest),
+    "CheckKmsInstance" => check_kms_instance(KmsInstanceIdRequest),
 }
 
 /// Opens the store named by `--store`, else `TESSERA_STORE`, else the per-user default.

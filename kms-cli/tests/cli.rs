@@ -452,6 +452,27 @@ fn every_action_succeeds_through_the_binary() {
     let beyond = s.ok(&["ListKeys", "--PageSize", "2", "--PageNumber", "4"]);
     assert_eq!(beyond["Keys"]["Key"], json!([]));
 
+    // Instances: a second software instance, described, listed and checked; a key in it.
+    let made = s.ok(&[
+        "CreateKmsInstance",
+        "--ProductVersion",
+        "software",
+        "--Description",
+        "team b",
+    ]);
+    let instance = text(&made, "/KmsInstanceId");
+    assert!(instance.starts_with("kst-"), "{made}");
+    let got = s.ok(&["GetKmsInstance", "--KmsInstanceId", &instance]);
+    assert_eq!(got["KmsInstance"]["ProductVersion"], "software");
+    assert_eq!(got["KmsInstance"]["Description"], "team b");
+    let all = s.ok(&["ListKmsInstances"]);
+    assert_eq!(all["TotalCount"], 2, "{all}");
+    let checked = s.ok(&["CheckKmsInstance", "--KmsInstanceId", &instance]);
+    assert_eq!(checked["Reachable"], true);
+    let in_b = s.ok(&["CreateKey", "--DKMSInstanceId", &instance]);
+    assert_eq!(in_b["KeyMetadata"]["DKMSInstanceId"], instance.as_str());
+    assert_eq!(in_b["KeyMetadata"]["ProtectionLevel"], "SOFTWARE");
+
     // Every listed action was called successfully at least once.
     let actions = listed_actions(s.store());
     let missing: Vec<&String> = actions.difference(&s.called).collect();

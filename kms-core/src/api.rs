@@ -9,7 +9,8 @@ use zeroize::Zeroizing;
 
 use crate::blob::EncryptionContext;
 use crate::model::{
-    AsymmetricAlgorithm, DataKeySpec, KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel, SigningAlgorithm, Tag,
+    AsymmetricAlgorithm, DataKeySpec, KeySpec, KeyState, KeyUsage, Origin, ProductVersion, ProtectionLevel,
+    SigningAlgorithm, Tag,
 };
 
 /// Public binary data, base64 in JSON.
@@ -662,5 +663,105 @@ response!(
     /// GenerateRandom's answer.
     GenerateRandomResponse {
         pub random: SecretBytes,
+    }
+);
+
+// ---------------------------------------------------------------- instances
+
+request!(
+    /// CreateKmsInstance (Tessera's own: in Alibaba Cloud an instance is bought). A `software`
+    /// instance needs nothing else; a `hardware` one names its HSM: the PKCS#11 module, the token
+    /// (by label or serial), and where its user PIN comes from — an environment variable or a
+    /// file, never the store.
+    CreateKmsInstanceRequest {
+        pub product_version: Option<ProductVersion>,
+        pub description: Option<String>,
+        pub hsm_module_path: Option<String>,
+        pub hsm_token_label: Option<String>,
+        pub hsm_token_serial: Option<String>,
+        pub hsm_pin_env: Option<String>,
+        pub hsm_pin_file: Option<String>,
+    }
+);
+
+response!(
+    /// CreateKmsInstance's answer.
+    KmsInstanceIdResponse {
+        pub kms_instance_id: String,
+    }
+);
+
+request!(
+    /// GetKmsInstance and CheckKmsInstance.
+    KmsInstanceIdRequest {
+        pub kms_instance_id: String,
+    }
+);
+
+response!(
+    /// An instance, as GetKmsInstance returns it.
+    KmsInstance {
+        pub kms_instance_id: String,
+        pub product_version: Option<ProductVersion>,
+        pub description: String,
+        pub create_time: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub hsm_module_path: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub hsm_token_label: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub hsm_token_serial: Option<String>,
+        /// `env:NAME` or `file:/path`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub hsm_pin_source: Option<String>,
+    }
+);
+
+response!(
+    /// GetKmsInstance's answer.
+    GetKmsInstanceResponse {
+        pub kms_instance: KmsInstance,
+    }
+);
+
+response!(
+    /// One entry of ListKmsInstances.
+    KmsInstanceEntry {
+        pub kms_instance_id: String,
+        pub product_version: Option<ProductVersion>,
+    }
+);
+
+response!(
+    /// The `KmsInstances` wrapper of ListKmsInstances.
+    KmsInstanceList {
+        pub kms_instance: Vec<KmsInstanceEntry>,
+    }
+);
+
+response!(
+    /// ListKmsInstances' answer.
+    ListKmsInstancesResponse {
+        pub kms_instances: KmsInstanceList,
+        pub total_count: u64,
+        pub page_number: u32,
+        pub page_size: u32,
+    }
+);
+
+response!(
+    /// CheckKmsInstance's answer: the instance's backend is reachable, and what it is.
+    CheckKmsInstanceResponse {
+        pub kms_instance_id: String,
+        pub product_version: Option<ProductVersion>,
+        pub reachable: bool,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub library: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub token_label: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub token_serial: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub token_model: String,
     }
 );

@@ -72,6 +72,9 @@ pub enum KmsError {
     /// The token has no SO PIN yet, or no user PIN yet.
     #[error("{0}")]
     TokenNotInitialized(&'static str),
+    /// An instance's HSM cannot be reached; the message says what failed (module, token, PIN).
+    #[error("The HSM of this instance is unavailable: {0}")]
+    HsmUnavailable(String),
     /// Anything unexpected. The message names the failing part, never secret data.
     #[error("Internal failure: {0}")]
     Internal(String),
@@ -116,6 +119,7 @@ impl KmsError {
             KmsError::InvalidRootKey(_) => "Forbidden.InvalidRootKey",
             KmsError::PinIncorrect => "Forbidden.PinIncorrect",
             KmsError::TokenNotInitialized(_) => "Rejected.TokenNotInitialized",
+            KmsError::HsmUnavailable(_) => "Rejected.HsmUnavailable",
             KmsError::Internal(_) => "InternalFailure",
         }
     }
@@ -128,6 +132,7 @@ impl KmsError {
             KmsError::TokenNotInitialized(_) => 409,
             KmsError::StateModifiedFailed(_) | KmsError::KeyStateRejected { .. } => 409,
             KmsError::Internal(_) => 500,
+            KmsError::HsmUnavailable(_) => 503,
             _ => 400,
         }
     }

@@ -58,6 +58,15 @@ api_enum!(
 );
 
 api_enum!(
+    /// The kind of a KMS instance (`ProductVersion` of `ALIYUN::KMS::Instance`): `software`
+    /// keeps material in the software engine, `hardware` in an HSM reached over PKCS#11.
+    ProductVersion, "ProductVersion" {
+        Software => "software",
+        Hardware => "hardware",
+    }
+);
+
+api_enum!(
     /// What a key may be used for (`KeyUsage`).
     KeyUsage, "KeyUsage" {
         EncryptDecrypt => "ENCRYPT/DECRYPT",

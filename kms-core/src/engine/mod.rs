@@ -5,6 +5,7 @@
 //! the engine says it is secret material), and later hands those bytes back to [`Engine::load`]
 //! to get a [`KeyHandle`] that it caches and uses on the hot paths.
 
+pub mod hsm;
 pub mod software;
 
 use std::sync::Arc;
@@ -39,6 +40,9 @@ pub enum EngineError {
     /// The backend (an HSM, the OS RNG) failed.
     #[error("engine backend failure: {0}")]
     Backend(String),
+    /// The backend cannot be reached (an HSM's module, token, PIN or connection).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Names a key version to an engine (an HSM ties its objects to it).
@@ -64,6 +68,11 @@ pub trait Engine: Send + Sync {
 
     /// Whether this engine can make keys of `spec`.
     fn supports(&self, spec: KeySpec) -> bool;
+
+    /// Whether the backend can be reached now (an HSM engine connects); an error says why not.
+    fn ready(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
 
     /// Makes the material of a new key version.
     fn generate(&self, spec: KeySpec, version: VersionRef<'_>) -> Result<StoredKey, EngineError>;

@@ -157,7 +157,8 @@ impl Kms {
         self.sync()?;
         let key = self.usable(&req.key_id, KeyUsage::EncryptDecrypt)?;
         let mut data_key = Zeroizing::new(vec![0u8; len]);
-        self.engine
+        // A hardware instance's data keys come from its HSM's generator.
+        self.engine_for(&key.instance_id)?
             .fill_random(&mut data_key)
             .map_err(|e| engine_error(e, "NumberOfBytes"))?;
         let (blob, key_version_id) = self.seal_blob(&key, &data_key, &req.encryption_context)?;

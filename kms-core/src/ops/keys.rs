@@ -1,14 +1,14 @@
 //! Keys: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription, EnableKey, DisableKey,
 //! SetDeletionProtection, ScheduleKeyDeletion, CancelKeyDeletion.
 
-use super::{DEFAULT_INSTANCE_ID, Kms, format_opt, new_id};
+use super::{DEFAULT_INSTANCE_ID, Kms, engine_error, format_opt, new_id};
 use crate::api::{
     CreateKeyRequest, Empty, KeyEntry, KeyIdRequest, KeyList, KeyMetadata, KeyMetadataResponse, ListKeysResponse,
     PageRequest, ScheduleKeyDeletionRequest, SetDeletionProtectionRequest, UpdateKeyDescriptionRequest,
 };
 use crate::clock::{DAY_MS, format_time};
 use crate::error::{KmsError, Result};
-use crate::model::{KeySpec, KeyState, Origin, ProtectionLevel};
+use crate::model::{KeySpec, KeyState, Origin, ProductVersion, ProtectionLevel};
 use crate::store::{self, KeyRecord, VersionRecord};
 use crate::validate;
 
@@ -31,27 +31,34 @@ impl Kms {
                 reason: "only symmetric keys can have imported (EXTERNAL) material".into(),
             });
         }
-        let protection_level = req.protection_level.unwrap_or(ProtectionLevel::Software);
-        if protection_level != ProtectionLevel::Software {
-            return Err(KmsError::Unsupported {
-                what: "ProtectionLevel",
-                reason: "this store has no hardware (HSM) instance".into(),
-            });
-        }
         let instance_id = req
             .dkms_instance_id
             .clone()
+            .filter(|i| !i.is_empty())
             .unwrap_or_else(|| DEFAULT_INSTANCE_ID.to_owned());
-        if instance_id != DEFAULT_INSTANCE_ID {
-            return Err(KmsError::invalid(
-                "DKMSInstanceId",
-                format!("no instance {instance_id}"),
-            ));
+        let instance = self.instance(&instance_id)?;
+        let instance_level = match instance.product_version {
+            ProductVersion::Software => ProtectionLevel::Software,
+            ProductVersion::Hardware => ProtectionLevel::Hsm,
+        };
+        let protection_level = req.protection_level.unwrap_or(instance_level);
+        if protection_level != instance_level {
+            return Err(KmsError::Unsupported {
+                what: "ProtectionLevel",
+                reason: format!(
+                    "instance {instance_id} keeps keys at ProtectionLevel {instance_level}, not {protection_level}"
+                ),
+            });
         }
-        if !self.engine.supports(spec) {
+        let engine = self.engine_for(&instance_id)?;
+        engine.ready().map_err(|e| engine_error(e, "DKMSInstanceId"))?;
+        if !engine.supports(spec) {
             return Err(KmsError::Unsupported {
                 what: "KeySpec",
-                reason: format!("{spec} is not supported here"),
+                reason: match instance.product_version {
+                    ProductVersion::Hardware => format!("the HSM of instance {instance_id} cannot make {spec} keys"),
+                    ProductVersion::Software => format!("{spec} is not supported here"),
+                },
             });
         }
         let description = req.description.clone().unwrap_or_default();
@@ -126,7 +133,7 @@ impl Kms {
                 material,
             ))
         };
-        self.write(|tx| {
+        let written = self.write(|tx| {
             store::insert_key(tx, &key)?;
             if let Some((v, material)) = &version {
                 store::insert_version(tx, v, material)?;
@@ -140,7 +147,14 @@ impl Kms {
                 return Err(KmsError::AliasAlreadyExists(alias.clone()));
             }
             Ok(())
-        })?;
+        });
+        if let Err(e) = written {
+            // Material an HSM made for a key that was never stored would be orphaned.
+            if let Some((v, material)) = version {
+                self.destroy_materials(&key.instance_id, &key.key_id, &[(v.version_id, material)]);
+            }
+            return Err(e);
+        }
         Ok(KeyMetadataResponse {
             key_metadata: self.metadata(&key),
         })

@@ -7,6 +7,7 @@
 
 mod aliases;
 mod crypto;
+mod instances;
 mod keys;
 mod tags;
 mod token;
@@ -126,6 +127,8 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     meta: RwLock<MetaCache>,
     handles: RwLock<HandleCache>,
+    /// Each instance's engine (instances never change, so this is never invalidated).
+    engines: RwLock<HashMap<String, Arc<dyn Engine>>>,
     /// Each instance's token snapshot, tagged with the metadata epoch it was built in.
     token_views: RwLock<token::TokenViews>,
     /// Origin of the monotonic time below (CLOCK_MONOTONIC: one clock for every process).
@@ -171,6 +174,7 @@ pub(crate) fn engine_error(e: EngineError, param: &'static str) -> KmsError {
         EngineError::Crypto => KmsError::InvalidCiphertext,
         EngineError::BadStoredKey => KmsError::internal("stored key material is unreadable"),
         EngineError::Backend(why) => KmsError::Internal(why),
+        EngineError::Unavailable(why) => KmsError::HsmUnavailable(why),
     }
 }
 
@@ -189,6 +193,7 @@ impl Kms {
             clock: options.clock,
             meta: RwLock::new(MetaCache::default()),
             handles: RwLock::new(HashMap::new()),
+            engines: RwLock::new(HashMap::new()),
             token_views: RwLock::new(HashMap::new()),
             started: Instant::now(),
             last_poll_ns: AtomicU64::new(0),
@@ -381,7 +386,8 @@ impl Kms {
             .store
             .read(|c| store::get_version(c, &key.key_id, version_id))?
             .ok_or_else(not_found)?;
-        let material = if self.engine.stored_keys_are_secret() {
+        let engine = self.engine_for(&key.instance_id)?;
+        let material = if engine.stored_keys_are_secret() {
             self.store.sealer().unseal(&key.key_id, version_id, &stored)?
         } else {
             Zeroizing::new(stored)
@@ -390,8 +396,7 @@ impl Kms {
             key_id: &key.key_id,
             version_id,
         };
-        let handle = self
-            .engine
+        let handle = engine
             .load(key.spec, version, &material)
             .map_err(|e| engine_error(e, "KeyId"))?;
         self.handles
@@ -415,11 +420,11 @@ impl Kms {
             key_id: &key.key_id,
             version_id,
         };
-        let stored: StoredKey = self
-            .engine
+        let engine = self.engine_for(&key.instance_id)?;
+        let stored: StoredKey = engine
             .generate(key.spec, version)
             .map_err(|e| engine_error(e, "KeySpec"))?;
-        if self.engine.stored_keys_are_secret() {
+        if engine.stored_keys_are_secret() {
             self.store.sealer().seal(&key.key_id, version_id, &stored)
         } else {
             Ok(stored.to_vec())

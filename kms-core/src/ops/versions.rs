@@ -134,15 +134,16 @@ impl Kms {
         let purged = self.write(|tx| {
             let mut purged = Vec::new();
             for key_id in store::due_purges(tx, now)? {
+                let instance_id = store::get_key(tx, &key_id)?.map(|k| k.instance_id).unwrap_or_default();
                 let materials = store::version_materials(tx, &key_id)?;
                 store::delete_key(tx, &key_id)?;
-                purged.push((key_id, materials));
+                purged.push((key_id, instance_id, materials));
             }
             Ok(purged)
         })?;
-        for (key_id, materials) in &purged {
+        for (key_id, instance_id, materials) in &purged {
             self.handles.write().remove(key_id);
-            self.destroy_materials(key_id, materials);
+            self.destroy_materials(instance_id, key_id, materials);
             tracing::info!(key_id = %key_id, "purged key after its pending-deletion window");
         }
 
@@ -173,7 +174,7 @@ impl Kms {
                 rotated += 1;
                 tracing::info!(key_id = %key.key_id, version_id = %version.version_id, "rotated key automatically");
             } else {
-                self.destroy_materials(&key.key_id, &[(version.version_id, material)]);
+                self.destroy_materials(&key.instance_id, &key.key_id, &[(version.version_id, material)]);
             }
         }
         Ok((rotated, purged.len()))
@@ -181,12 +182,19 @@ impl Kms {
 
     /// Destroys material an engine holds outside the store (HSM objects). Software material
     /// lives only in the rows already deleted, so there is nothing more to do for it.
-    fn destroy_materials(&self, key_id: &str, materials: &[(String, Vec<u8>)]) {
-        if self.engine.stored_keys_are_secret() {
+    pub(super) fn destroy_materials(&self, instance_id: &str, key_id: &str, materials: &[(String, Vec<u8>)]) {
+        let engine = match self.engine_for(instance_id) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!(key_id, instance_id, error = %e, "could not destroy key material: no engine");
+                return;
+            }
+        };
+        if engine.stored_keys_are_secret() {
             return;
         }
         for (version_id, stored) in materials {
-            if let Err(e) = self.engine.destroy(VersionRef { key_id, version_id }, stored) {
+            if let Err(e) = engine.destroy(VersionRef { key_id, version_id }, stored) {
                 tracing::warn!(key_id, version_id = %version_id, error = %e, "could not destroy key material");
             }
         }

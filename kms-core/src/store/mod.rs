@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use zeroize::Zeroizing;
 
 use crate::error::{KmsError, Result};
-use crate::model::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel, Tag};
+use crate::model::{KeySpec, KeyState, KeyUsage, Origin, ProductVersion, ProtectionLevel, Tag};
 
 pub use seal::Sealer;
 
@@ -669,4 +669,74 @@ pub fn token_keys(conn: &Connection, instance_id: &str) -> Result<Vec<TokenKeyRo
         .zip(aliases)
         .map(|((k, v), a)| (k, v, a))
         .collect())
+}
+
+// ------------------------------------------------------------------ instances
+
+/// An instance's row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceRecord {
+    pub instance_id: String,
+    pub product_version: ProductVersion,
+    pub description: String,
+    pub hsm_module_path: Option<String>,
+    pub hsm_token_label: Option<String>,
+    pub hsm_token_serial: Option<String>,
+    /// `env:NAME` or `file:/path`.
+    pub hsm_pin_source: Option<String>,
+    pub created_ms: i64,
+}
+
+const INSTANCE_COLUMNS: &str = "instance_id, product_version, description, hsm_module_path, hsm_token_label, \
+     hsm_token_serial, hsm_pin_source, created_ms";
+
+fn instance_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
+    Ok(InstanceRecord {
+        instance_id: row.get(0)?,
+        product_version: parse_col(row, 1)?,
+        description: row.get(2)?,
+        hsm_module_path: row.get(3)?,
+        hsm_token_label: row.get(4)?,
+        hsm_token_serial: row.get(5)?,
+        hsm_pin_source: row.get(6)?,
+        created_ms: row.get(7)?,
+    })
+}
+
+/// An instance by id.
+pub fn get_instance(conn: &Connection, instance_id: &str) -> Result<Option<InstanceRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?1"
+    ))?;
+    Ok(stmt.query_row([instance_id], instance_from_row).optional()?)
+}
+
+/// Inserts an instance.
+pub fn insert_instance(conn: &Connection, i: &InstanceRecord) -> Result<()> {
+    conn.execute(
+        &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        params![
+            i.instance_id,
+            i.product_version.as_str(),
+            i.description,
+            i.hsm_module_path,
+            i.hsm_token_label,
+            i.hsm_token_serial,
+            i.hsm_pin_source,
+            i.created_ms
+        ],
+    )?;
+    Ok(())
+}
+
+/// One page of instances in creation order, and the total.
+pub fn list_instances(conn: &Connection, offset: u64, limit: u32) -> Result<(Vec<InstanceRecord>, u64)> {
+    let total: i64 = conn.query_row("SELECT COUNT(*) FROM instances", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances ORDER BY created_ms, instance_id LIMIT ?1 OFFSET ?2"
+    ))?;
+    let rows = stmt
+        .query_map(params![limit, sql_offset(offset)], instance_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((rows, count(total)))
 }

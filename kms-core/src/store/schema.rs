@@ -71,6 +71,21 @@ const MIGRATIONS: &[&str] = &[
         updated_ms    INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 3: KMS instances; the default software instance exists from the start.
+    r#"
+    CREATE TABLE instances (
+        instance_id      TEXT PRIMARY KEY,
+        product_version  TEXT NOT NULL,
+        description      TEXT NOT NULL DEFAULT '',
+        hsm_module_path  TEXT,
+        hsm_token_label  TEXT,
+        hsm_token_serial TEXT,
+        hsm_pin_source   TEXT,
+        created_ms       INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO instances (instance_id, product_version, description, created_ms)
+        VALUES ('kst-default', 'software', 'the default software instance', 0);
+    "#,
 ];
 
 /// The schema version this build writes.
