@@ -171,15 +171,10 @@ impl Kms {
             }))
     }
 
+    /// The instance must exist (answered from the engine cache after the first call: this is on
+    /// the module's hot path).
     fn check_instance(&self, instance_id: &str) -> Result<()> {
-        if instance_id == super::DEFAULT_INSTANCE_ID {
-            Ok(())
-        } else {
-            Err(KmsError::invalid(
-                "DKMSInstanceId",
-                format!("no instance {instance_id}"),
-            ))
-        }
+        self.engine_for(instance_id).map(|_| ())
     }
 
     /// The token of an instance.
