@@ -22,9 +22,9 @@
 //! - `TESSERA_BENCH_SECS` (default 1.5): seconds of timing per backend and thread count in a row;
 //! - `TESSERA_BENCH_THREADS` (default `1,2`);
 //! - `TESSERA_BENCH_FIND_KEYS` (default `1000,10000`; `0` skips the find rows): the key counts;
-//!   kms-core creates them (a few ms a key: the 10,000 take about a minute);
+//!   kms-core creates them, once per run (0.3 to 0.6 ms a key here: 10,000 in about 6 s);
 //! - `TESSERA_BENCH_SOFTHSM_FIND_MAX` (default 1000): the largest count also made on SoftHSM2
-//!   (about 5 s per 1,000 keys, and each find then takes about 12 ms per 1,000 keys);
+//!   (about 6 s per 1,000 keys, and each find then takes about 18 ms per 1,000 keys);
 //! - `TESSERA_BENCH_SOFTHSM` (default `/usr/lib/softhsm/libsofthsm2.so`; empty skips SoftHSM2);
 //! - `TESSERA_PKCS11_MODULE`: the module to test instead of `target/<profile>/libtessera_pkcs11.so`.
 
@@ -120,7 +120,11 @@ type Worker<'a> = Box<dyn FnMut() -> Result<(), String> + Send + 'a>;
 type CellResult = Result<f64, String>;
 
 fn p11_err(what: &str, e: P11Error) -> String {
-    format!("{what}: {e}")
+    match e {
+        // RvError's Display is a paragraph of the standard; its name says enough.
+        P11Error::Pkcs11(rv, f) => format!("{what}: C_{f:?}: {rv:?}"),
+        e => format!("{what}: {e}"),
+    }
 }
 
 // ------------------------------------------------------------------ PKCS#11 modules
@@ -539,7 +543,7 @@ fn grow_kms_find_keys(kms: &Kms, have: usize, total: usize) -> Result<(), String
                             return Ok(());
                         }
                         create_key(kms, KeySpec::Aes256, KeyUsage::EncryptDecrypt, &format!("find-{i:05}"))?;
-                        if i % 1000 == 0 {
+                        if i.is_multiple_of(1000) {
                             println!("  … {i} keys, {:.0} s", started.elapsed().as_secs_f64());
                         }
                     }
@@ -587,7 +591,7 @@ fn grow_p11_find_keys(p11: &mut P11, name: &str, total: usize) -> Result<(), Str
             .generate_key(&Mechanism::AesKeyGen, &template(&label))
             .map_err(|e| p11_err("C_GenerateKey", e))?;
         p11.find_keys = i + 1;
-        if i > 0 && i % 1000 == 0 {
+        if i > 0 && i.is_multiple_of(1000) {
             println!("  … {i} keys, {:.0} s", started.elapsed().as_secs_f64());
         }
     }
@@ -600,22 +604,49 @@ fn grow_p11_find_keys(p11: &mut P11, name: &str, total: usize) -> Result<(), Str
 
 // ------------------------------------------------------------------ timing
 
-/// Runs each worker on its own thread until `slice` has passed; returns (ops, wall time).
-fn run_slice(workers: &mut [Worker<'_>], slice: Duration) -> Result<(u64, Duration), String> {
+/// This thread's (time on a CPU, time runnable but waiting for one), in ns, from the scheduler.
+fn schedstat() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+    (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
+}
+
+/// What one slice measured.
+#[derive(Clone, Copy, Default)]
+struct SliceTotals {
+    ops: u64,
+    wall: Duration,
+    /// Summed over the workers: ns they were runnable but had no CPU (other processes had it).
+    cpu_wait_ns: u64,
+}
+
+/// Runs each worker on its own thread until `slice` has passed.
+fn run_slice(workers: &mut [Worker<'_>], slice: Duration) -> Result<SliceTotals, String> {
     let start = Instant::now();
     let deadline = start + slice;
     let counts = std::thread::scope(|s| {
         let threads: Vec<_> = workers
             .iter_mut()
             .map(|w| {
-                s.spawn(move || -> Result<u64, String> {
-                    let mut n = 0u64;
+                s.spawn(move || -> Result<(u64, u64), String> {
+                    let (_, wait0) = schedstat();
+                    // Reads the clock once per batch, the batch growing until it lasts ~20 µs,
+                    // so that reading it costs next to nothing even for sub-µs operations.
+                    let (mut n, mut batch, mut last) = (0u64, 1u64, Instant::now());
                     loop {
-                        w()?;
-                        n += 1;
-                        if Instant::now() >= deadline {
-                            return Ok(n);
+                        for _ in 0..batch {
+                            w()?;
                         }
+                        n += batch;
+                        let now = Instant::now();
+                        if now >= deadline {
+                            let (_, wait1) = schedstat();
+                            return Ok((n, wait1.saturating_sub(wait0)));
+                        }
+                        if now - last < Duration::from_micros(20) && batch < 4096 {
+                            batch *= 2;
+                        }
+                        last = now;
                     }
                 })
             })
@@ -623,10 +654,18 @@ fn run_slice(workers: &mut [Worker<'_>], slice: Duration) -> Result<(u64, Durati
         threads
             .into_iter()
             .map(|t| t.join().unwrap_or_else(|_| Err("a worker panicked".into())))
-            .collect::<Result<Vec<u64>, String>>()
+            .collect::<Result<Vec<(u64, u64)>, String>>()
     })?;
-    Ok((counts.iter().sum(), start.elapsed()))
+    Ok(SliceTotals {
+        ops: counts.iter().map(|c| c.0).sum(),
+        wall: start.elapsed(),
+        cpu_wait_ns: counts.iter().map(|c| c.1).sum(),
+    })
 }
+
+/// A row's measurements: ops/s per cell, and the share of the cell's thread-time its workers
+/// spent waiting for a CPU.
+type RowCells = (HashMap<(Backend, usize), CellResult>, HashMap<(Backend, usize), f64>);
 
 /// Times every (backend, thread count) cell of a row in alternating slices; each backend has
 /// `max(threads)` workers, of which a cell uses the first `threads`.
@@ -634,10 +673,11 @@ fn measure_row(
     workers: &mut [(Backend, Result<Vec<Worker<'_>>, String>)],
     thread_counts: &[usize],
     budget: Duration,
-) -> HashMap<(Backend, usize), CellResult> {
+) -> RowCells {
     let slice = budget / SLICES;
     let mut cells: Vec<(usize, usize)> = Vec::new(); // (index into workers, threads)
     let mut results: HashMap<(Backend, usize), CellResult> = HashMap::new();
+    let mut waits: HashMap<(Backend, usize), f64> = HashMap::new();
     for (i, (backend, w)) in workers.iter().enumerate() {
         for &t in thread_counts {
             match w {
@@ -649,14 +689,14 @@ fn measure_row(
         }
     }
     // Warm up each backend (caches, lazily built state) before anything is timed.
-    for i in 0..workers.len() {
-        if let (_, Ok(w)) = &mut workers[i]
-            && let Err(e) = run_slice(&mut w[..1], Duration::from_millis(50))
+    for (_, w) in workers.iter_mut() {
+        if let Ok(ws) = w
+            && let Err(e) = run_slice(&mut ws[..1], Duration::from_millis(50))
         {
-            workers[i].1 = Err(e);
+            *w = Err(e);
         }
     }
-    let mut totals: HashMap<(usize, usize), (u64, Duration)> = HashMap::new();
+    let mut totals: HashMap<(usize, usize), SliceTotals> = HashMap::new();
     for round in 0..SLICES {
         let order: Vec<(usize, usize)> = if round % 2 == 0 {
             cells.clone()
@@ -667,10 +707,11 @@ fn measure_row(
             let (_, w) = &mut workers[i];
             let Ok(w) = w else { continue };
             match run_slice(&mut w[..t], slice) {
-                Ok((n, d)) => {
-                    let e = totals.entry((i, t)).or_insert((0, Duration::ZERO));
-                    e.0 += n;
-                    e.1 += d;
+                Ok(r) => {
+                    let e = totals.entry((i, t)).or_default();
+                    e.ops += r.ops;
+                    e.wall += r.wall;
+                    e.cpu_wait_ns += r.cpu_wait_ns;
                 }
                 Err(e) => workers[i].1 = Err(e),
             }
@@ -678,16 +719,16 @@ fn measure_row(
     }
     for (i, t) in cells {
         let (backend, w) = &workers[i];
+        let r = totals.get(&(i, t)).copied().unwrap_or_default();
         let result = match w {
             Err(e) => Err(e.clone()),
-            Ok(_) => {
-                let (n, d) = totals.get(&(i, t)).copied().unwrap_or((0, Duration::ZERO));
-                Ok(n as f64 / d.as_secs_f64().max(1e-9))
-            }
+            Ok(_) => Ok(r.ops as f64 / r.wall.as_secs_f64().max(1e-9)),
         };
         results.insert((*backend, t), result);
+        let thread_ns = r.wall.as_nanos() as f64 * t as f64;
+        waits.insert((*backend, t), r.cpu_wait_ns as f64 / thread_ns.max(1.0));
     }
-    results
+    (results, waits)
 }
 
 // ------------------------------------------------------------------ the table
@@ -695,6 +736,8 @@ fn measure_row(
 struct RowResult {
     op: Op,
     cells: HashMap<(Backend, usize), CellResult>,
+    /// Share of the workers' time spent waiting for a CPU, per cell.
+    waits: HashMap<(Backend, usize), f64>,
 }
 
 fn fmt_ops(r: Option<&CellResult>) -> String {
@@ -715,9 +758,9 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| row | threads | tessera ops/s | kms-core ops/s | softhsm ops/s | tessera/kms-core | tessera/softhsm | scaling vs {one} thread: tessera · kms-core · softhsm |"
+        "| row | threads | tessera ops/s | kms-core ops/s | softhsm ops/s | tessera/kms-core | tessera/softhsm | scaling vs {one} thread: tessera · kms-core · softhsm | waiting for a CPU: tessera · kms-core · softhsm |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---|");
     let mut errors = Vec::new();
     for row in rows {
         for &t in thread_counts {
@@ -754,9 +797,17 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
                     .collect::<Vec<_>>()
                     .join(" · ")
             };
+            let waiting = Backend::ALL
+                .iter()
+                .map(|&b| match row.waits.get(&(b, t)) {
+                    Some(w) if ok(row.cells.get(&(b, t))).is_some() => format!("{:.0}%", w * 100.0),
+                    _ => "-".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(" · ");
             let _ = writeln!(
                 out,
-                "| {} | {t} | {} | {} | {} | {vs_kms} | {vs_hsm} | {scaling} |",
+                "| {} | {t} | {} | {} | {} | {vs_kms} | {vs_hsm} | {scaling} | {waiting} |",
                 row.op.name(),
                 fmt_ops(tess),
                 fmt_ops(kms),
@@ -777,6 +828,12 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
         out,
         "kms-core rows: AsymmetricSign on a 32-byte digest; Encrypt of 4 KiB (which also builds its ciphertext \
          blob: header, version id, IV); DescribeKey(alias/{FIND_TARGET}) for the find rows."
+    );
+    let _ = writeln!(
+        out,
+        "waiting for a CPU: the share of the workers' time they were runnable but other processes had the CPU \
+         (from /proc/thread-self/schedstat); a few % on a 2-thread row means its scaling is the machine's, not \
+         the code's."
     );
     let _ = writeln!(
         out,
@@ -848,11 +905,7 @@ fn tessera_module() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     let dir = exe.parent().unwrap_or(Path::new("."));
     let candidates = [dir.join(NAME), dir.parent().unwrap_or(dir).join(NAME)];
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .unwrap_or(&candidates[1])
-        .clone()
+    candidates.iter().find(|p| p.exists()).unwrap_or(&candidates[1]).clone()
 }
 
 /// The row filter: criterion-style positional arguments, as plain substrings.
@@ -860,8 +913,16 @@ fn row_filter() -> Vec<String> {
     std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect()
 }
 
+/// /proc/loadavg's first three fields.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 fn run_child(dir: &Path) -> Result<(), String> {
     let started = Instant::now();
+    let load_start = load_average();
     let budget = Duration::from_secs_f64(
         std::env::var("TESSERA_BENCH_SECS")
             .ok()
@@ -963,7 +1024,7 @@ fn run_child(dir: &Path) -> Result<(), String> {
             (Backend::KmsCore, kms_workers(&kms, &kms_keys, op, max_threads)),
             (Backend::SoftHsm, p11_workers(&softhsm, op, &inputs, max_threads)),
         ];
-        let cells = measure_row(&mut workers, &thread_counts, budget);
+        let (cells, waits) = measure_row(&mut workers, &thread_counts, budget);
         drop(workers);
         let line: Vec<String> = thread_counts
             .iter()
@@ -981,10 +1042,15 @@ fn run_child(dir: &Path) -> Result<(), String> {
             row_started.elapsed().as_secs_f64(),
             line.join(" | ")
         );
-        rows.push(RowResult { op, cells });
+        rows.push(RowResult { op, cells, waits });
     }
     print_table(&rows, &thread_counts);
-    println!("total: {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "total: {:.0} s; load average at the start {load_start}, at the end {} (other processes skew the \
+         2-thread numbers most)",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
 
     // Close the sessions, then finalize both modules.
     for p11 in [tessera, softhsm].into_iter().flatten() {
