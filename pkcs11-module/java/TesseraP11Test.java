@@ -1,5 +1,6 @@
 import java.nio.charset.StandardCharsets;
 import java.security.Key;
+import java.security.KeyFactory;
 import java.security.KeyStore;
 import java.security.PrivateKey;
 import java.security.Provider;
@@ -11,7 +12,10 @@ import java.security.cert.Certificate;
 import java.security.spec.AlgorithmParameterSpec;
 import java.security.spec.MGF1ParameterSpec;
 import java.security.spec.PSSParameterSpec;
+import java.security.spec.X509EncodedKeySpec;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Base64;
 import java.util.Collections;
 import java.util.List;
 import javax.crypto.AEADBadTagException;
@@ -22,7 +26,9 @@ import javax.crypto.spec.GCMParameterSpec;
 /**
  * Drives a PKCS#11 token through Java 17's SunPKCS11 provider, as a Java application would.
  *
- * <p>Usage: {@code java TesseraP11Test <sunpkcs11-config> <pin> <ec-alias> <rsa-alias> <aes-alias>}
+ * <p>Usage: {@code java TesseraP11Test <sunpkcs11-config> <pin> <ec-alias> <rsa-alias> <aes-alias>}, or
+ * {@code java TesseraP11Test --rotation <sunpkcs11-config> <pin> <alias> <spki> <old-alias> <old-spki>}
+ * for an EC key that was rotated (see {@link #rotation}).
  *
  * <ul>
  *   <li>loads the "PKCS11" KeyStore with the PIN and prints every alias ({@code ALIAS <name> <entry
@@ -50,6 +56,10 @@ public final class TesseraP11Test {
     private TesseraP11Test() {}
 
     public static void main(String[] args) {
+        if (args.length > 0 && args[0].equals("--rotation")) {
+            rotation(args);
+            return;
+        }
         if (args.length != 5) {
             System.err.println(
                     "usage: TesseraP11Test <sunpkcs11-config> <pin> <ec-alias> <rsa-alias> <aes-alias>");
@@ -101,6 +111,145 @@ public final class TesseraP11Test {
         signAndVerify(ks, p11, rsaAlias, "SHA256withRSASSA-PSS", "RSASSA-PSS", PSS_SHA256);
         aesGcmRoundTrip(ks, p11, aesAlias);
         finish();
+    }
+
+    /**
+     * The rotation mode, for an EC key with two versions: {@code <alias>} is the key's label, which
+     * only its primary version carries, {@code <old-alias>} the label of the older version
+     * ({@code <label>@<version id>}); {@code <spki>} and {@code <old-spki>} are their public keys
+     * (base64 DER SubjectPublicKeyInfo, as the KMS's GetPublicKey gives them). Checks that the
+     * KeyStore lists {@code <alias>} exactly once (SunPKCS11 turns a label that several certificates
+     * share into {@code <label>/<issuer>/<serial>} aliases) and {@code <old-alias>} too, that each
+     * alias's certificate carries its version's public key and not the other's, and that
+     * SHA256withECDSA signatures by each alias's private key verify (JDK providers) with its
+     * version's public key only.
+     */
+    private static void rotation(String[] args) {
+        if (args.length != 7) {
+            System.err.println("usage: TesseraP11Test --rotation <sunpkcs11-config> <pin> <alias> <spki> "
+                    + "<old-alias> <old-spki>");
+            System.exit(2);
+        }
+        String config = args[1];
+        char[] pin = args[2].toCharArray();
+        String alias = args[3];
+        byte[] spki = Base64.getDecoder().decode(args[4]);
+        String oldAlias = args[5];
+        byte[] oldSpki = Base64.getDecoder().decode(args[6]);
+
+        Provider p11;
+        KeyStore ks;
+        List<String> aliases;
+        try {
+            p11 = Security.getProvider("SunPKCS11").configure(config);
+            ks = KeyStore.getInstance("PKCS11", p11);
+            ks.load(null, pin);
+            pass("keystore-load (" + p11.getName() + ")");
+            aliases = Collections.list(ks.aliases());
+            Collections.sort(aliases);
+            for (String a : aliases) {
+                System.out.println("ALIAS " + a + " " + describe(ks, a));
+            }
+        } catch (Exception e) {
+            fail("keystore-load", e);
+            finish();
+            return;
+        }
+
+        List<String> forLabel = new ArrayList<>();
+        for (String a : aliases) {
+            if (a.equals(alias) || a.startsWith(alias + "/")) {
+                forLabel.add(a);
+            }
+        }
+        if (forLabel.equals(List.of(alias))) {
+            pass("alias-unique " + alias);
+        } else {
+            fail("alias-unique " + alias, "the aliases for the label are " + forLabel + " (all: " + aliases + ")");
+        }
+        expectAlias(ks, aliases, alias, KeyStore.PrivateKeyEntry.class);
+        expectAlias(ks, aliases, oldAlias, KeyStore.PrivateKeyEntry.class);
+        certificateKey(ks, alias, spki, oldSpki);
+        certificateKey(ks, oldAlias, oldSpki, spki);
+        signWithVersion(ks, p11, alias, spki, oldSpki);
+        signWithVersion(ks, p11, oldAlias, oldSpki, spki);
+        finish();
+    }
+
+    /** Whether the certificate of {@code alias} carries the public key {@code spki}, not {@code other}. */
+    private static void certificateKey(KeyStore ks, String alias, byte[] spki, byte[] other) {
+        String check = "certificate-key " + alias;
+        try {
+            Certificate cert = ks.getCertificate(alias);
+            if (cert == null) {
+                fail(check, "alias " + alias + " has no certificate");
+                return;
+            }
+            byte[] encoded = cert.getPublicKey().getEncoded();
+            if (Arrays.equals(encoded, other)) {
+                fail(check, "the certificate carries the other version's public key");
+            } else if (!Arrays.equals(encoded, spki)) {
+                fail(check, "the certificate carries " + Base64.getEncoder().encodeToString(encoded)
+                        + ", expected " + Base64.getEncoder().encodeToString(spki));
+            } else {
+                pass(check + " (the version's public key)");
+            }
+        } catch (Exception e) {
+            fail(check, e);
+        }
+    }
+
+    /**
+     * SHA256withECDSA by the private key of {@code alias} must verify with {@code spki} (the JDK's
+     * own providers), not over a changed message, and not with {@code other}.
+     */
+    private static void signWithVersion(KeyStore ks, Provider p11, String alias, byte[] spki, byte[] other) {
+        String check = "SHA256withECDSA with " + alias + " verified with its version's public key";
+        try {
+            Key key = ks.getKey(alias, null);
+            if (!(key instanceof PrivateKey)) {
+                fail(check, "alias " + alias + " has no private key (got " + key + ")");
+                return;
+            }
+            KeyFactory factory = KeyFactory.getInstance("EC");
+            PublicKey expected = factory.generatePublic(new X509EncodedKeySpec(spki));
+            PublicKey otherKey = factory.generatePublic(new X509EncodedKeySpec(other));
+
+            Signature signer = Signature.getInstance("SHA256withECDSA", p11);
+            signer.initSign((PrivateKey) key);
+            signer.update(MESSAGE);
+            byte[] signature = signer.sign();
+
+            Signature verifier = Signature.getInstance("SHA256withECDSA");
+            if (verifier.getProvider() == p11 || verifier.getProvider().getName().startsWith("SunPKCS11")) {
+                fail(check, "the verifier came from the PKCS#11 provider");
+                return;
+            }
+            verifier.initVerify(expected);
+            verifier.update(MESSAGE);
+            if (!verifier.verify(signature)) {
+                fail(check, "the signature did not verify with the version's public key");
+                return;
+            }
+            verifier.initVerify(otherKey);
+            verifier.update(MESSAGE);
+            if (verifier.verify(signature)) {
+                fail(check, "the signature also verified with the other version's public key");
+                return;
+            }
+            byte[] changed = MESSAGE.clone();
+            changed[0] ^= 1;
+            verifier.initVerify(expected);
+            verifier.update(changed);
+            if (verifier.verify(signature)) {
+                fail(check, "the signature also verified over a changed message");
+                return;
+            }
+            pass(check + " (by " + verifier.getProvider().getName()
+                    + "; the other version's key and a changed message rejected)");
+        } catch (Exception e) {
+            fail(check, e);
+        }
     }
 
     /** "PrivateKeyEntry EC", "SecretKeyEntry AES", "TrustedCertificateEntry -"... */

@@ -330,6 +330,22 @@ impl ObjectView<'_> {
             && matches!(attr, CKA_VALUE | CKA_SUBJECT | CKA_ISSUER | CKA_SERIAL_NUMBER))
     }
 
+    /// Whether the object's value of a search attribute equals `wanted`, without building the
+    /// value; `None` for attributes this does not cover.
+    pub fn has_value(&self, attr: CK_ATTRIBUTE_TYPE, wanted: &[u8]) -> Option<bool> {
+        let ulong = |v: CK_ULONG| wanted == v.to_ne_bytes();
+        let boolean = |v: bool| wanted == [u8::from(v)];
+        Some(match attr {
+            CKA_CLASS => ulong(self.kind.class()),
+            CKA_LABEL => wanted == self.label.as_bytes(),
+            CKA_ID => wanted == self.id,
+            CKA_TOKEN => boolean(self.token),
+            CKA_PRIVATE => boolean(self.kind.is_private()),
+            CKA_KEY_TYPE if self.kind != Kind::Certificate => ulong(key_type(self.spec)),
+            _ => return None,
+        })
+    }
+
     /// The value of an attribute. `public` and `cert` give the key's public parts and
     /// certificate, computed only when the attribute needs them.
     pub fn attr(

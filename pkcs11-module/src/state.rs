@@ -154,8 +154,9 @@ pub struct Module {
     pub kms: Kms,
     /// The configuration.
     pub config: Config,
-    /// The process that initialised the module (a forked child must initialise anew).
-    pub pid: u32,
+    /// The fork generation of the process that initialised the module: a forked child must
+    /// initialise anew (see `ffi::process_generation`).
+    pub generation: u64,
     sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Mutex<Session>>>>,
     next_session: AtomicU64,
     /// Who is logged in.
@@ -174,7 +175,7 @@ impl Module {
         Ok(Module {
             kms,
             config,
-            pid: std::process::id(),
+            generation: crate::ffi::process_generation(),
             sessions: RwLock::new(HashMap::new()),
             next_session: AtomicU64::new(0),
             login: RwLock::new(Login::Public),
@@ -285,16 +286,17 @@ impl Module {
         let object = self.objects.get(handle).map_err(|_| Ckr::CKR_KEY_HANDLE_INVALID)?;
         let (key, kind, usage) = match object {
             Object::Token(t) => {
-                let view = self.view()?;
-                let info = self.token_object_view(&view, &t).ok_or(Ckr::CKR_KEY_HANDLE_INVALID)?;
+                // The KMS answers from its caches whether the key is still Enabled and the
+                // version exists: a key that left the token is an invalid handle.
+                let (spec, usage) = self.kms.version_info(&t.key_id, &t.version_id)?;
                 let key = KeyUse {
                     target: Target::Token {
                         key_id: Arc::clone(&t.key_id),
                         version_id: Arc::clone(&t.version_id),
                     },
-                    spec: info.spec,
+                    spec,
                 };
-                (key, t.kind, info.usage)
+                (key, t.kind, usage)
             }
             Object::Session { key, kind, .. } => (
                 KeyUse {
@@ -457,7 +459,7 @@ static MODULE: RwLock<Option<Arc<Module>>> = RwLock::new(None);
 /// The initialised module of this process.
 pub fn module() -> Result<Arc<Module>> {
     match MODULE.read().as_ref() {
-        Some(m) if m.pid == std::process::id() => Ok(Arc::clone(m)),
+        Some(m) if m.generation == crate::ffi::process_generation() => Ok(Arc::clone(m)),
         _ => Err(Ckr::CKR_CRYPTOKI_NOT_INITIALIZED),
     }
 }
@@ -467,7 +469,7 @@ pub fn module() -> Result<Arc<Module>> {
 pub fn install(make: impl FnOnce() -> Result<Module>) -> Result<()> {
     let mut slot = MODULE.write();
     if let Some(existing) = slot.take() {
-        if existing.pid == std::process::id() {
+        if existing.generation == crate::ffi::process_generation() {
             *slot = Some(existing);
             return Err(Ckr::CKR_CRYPTOKI_ALREADY_INITIALIZED);
         }
@@ -481,7 +483,7 @@ pub fn install(make: impl FnOnce() -> Result<Module>) -> Result<()> {
 pub fn uninstall() -> Result<()> {
     let mut slot = MODULE.write();
     match slot.take() {
-        Some(m) if m.pid == std::process::id() => {
+        Some(m) if m.generation == crate::ffi::process_generation() => {
             m.close_all_sessions();
             Ok(())
         }

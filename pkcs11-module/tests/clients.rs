@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use common::{
     LIBP11_ENGINE, ObjClass, P11Object, TOKEN_LABEL, Target, ToolOutput, USER_PIN, parse_mechanisms, parse_objects,
-    pem_body, require, side_by_side, slot_of_token,
+    pem_body, require, side_by_side, slot_of_token, tessera_only,
 };
 use sha2::{Digest, Sha256};
 
@@ -1042,5 +1042,434 @@ fn p11tool_scenario(t: &Target) {
 fn gnutls_p11tool() {
     if require("gnutls_p11tool", &["pkcs11-tool", "p11tool"]) {
         side_by_side("p11tool (GnuTLS)", p11tool_scenario);
+    }
+}
+
+// ---------------------------------------------------------------- 5. key rotation (Tessera only)
+
+/// The hex of `s`'s bytes, as `pkcs11-tool` shows and takes a CKA_ID (a Tessera CKA_ID is the
+/// version id in ASCII).
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A string field of a `tessera` answer (panics naming the action otherwise).
+fn json_str(value: &serde_json::Value, pointer: &str, what: &str) -> String {
+    value
+        .pointer(pointer)
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("[Tessera] {what} gave no {pointer}: {value}"))
+        .to_owned()
+}
+
+/// `tessera DescribeKey`'s PrimaryKeyVersion of `alias/<label>`.
+fn primary_version(t: &Target, label: &str) -> String {
+    let described = t.tessera_ok(&["DescribeKey", "--KeyId", &format!("alias/{label}")]);
+    json_str(&described, "/KeyMetadata/PrimaryKeyVersion", "DescribeKey")
+}
+
+/// `tessera GetPublicKey --KeyId alias/<label>` without a version (the primary's, per the KMS):
+/// (the version id it answers for, the PEM).
+fn primary_public_key(t: &Target, label: &str) -> (String, String) {
+    let key = t.tessera_ok(&["GetPublicKey", "--KeyId", &format!("alias/{label}")]);
+    (
+        json_str(&key, "/KeyVersionId", "GetPublicKey"),
+        json_str(&key, "/PublicKey", "GetPublicKey"),
+    )
+}
+
+/// `openssl pkeyutl -sign` through libp11 with the private key `object=<label>` over `input`
+/// (`options`: `-pkeyopt …`), writing `name`; the outcome is the caller's to judge.
+fn libp11_sign(t: &Target, label: &str, options: &[&str], input: &str, name: &str) -> (ToolOutput, String) {
+    let key_uri = uri(label, "private");
+    let sig = t.path(name).display().to_string();
+    let _ = std::fs::remove_file(&sig);
+    let mut args = vec![
+        "pkeyutl", "-engine", "pkcs11", "-keyform", "engine", "-sign", "-inkey", &key_uri, "-in", input, "-out", &sig,
+    ];
+    args.extend_from_slice(options);
+    (t.openssl_engine(&args), sig)
+}
+
+/// [`libp11_sign`], which must succeed; the signature's path.
+fn libp11_sign_ok(t: &Target, label: &str, options: &[&str], input: &str, name: &str) -> String {
+    let (out, sig) = libp11_sign(t, label, options, input, name);
+    assert!(
+        out.success() && Path::new(&sig).exists(),
+        "[{}] openssl pkeyutl -sign with {} failed:\n{}",
+        t.name,
+        uri(label, "private"),
+        out.describe()
+    );
+    sig
+}
+
+/// Asserts that plain openssl verifies `sig` over `input` with the public key file `public`
+/// (`expect_ok`), or rejects it.
+fn expect_pkeyutl_verify(t: &Target, what: &str, public: &str, options: &[&str], input: &str, sig: &str, ok: bool) {
+    let mut args = vec![
+        "pkeyutl", "-verify", "-pubin", "-inkey", public, "-in", input, "-sigfile", sig,
+    ];
+    args.extend_from_slice(options);
+    expect_openssl_verify(t, what, &args, ok);
+}
+
+/// The objects of a key labelled `label`: its primary version's (`label`) and its older ones'
+/// (`label@<version id>`).
+fn key_objects<'a>(objects: &'a [P11Object], label: &str) -> Vec<&'a P11Object> {
+    let older = format!("{label}@");
+    objects
+        .iter()
+        .filter(|o| o.label.as_deref().is_some_and(|l| l == label || l.starts_with(&older)))
+        .collect()
+}
+
+/// One key of the rotation scenario, before and after `tessera CreateKeyVersion`.
+struct Rotated {
+    label: &'static str,
+    /// `-pkeyopt` options for libp11 signing and openssl verification.
+    options: &'static [&'static str],
+    /// `pkcs11-tool --verify` arguments that check a libp11 signature (over `input`).
+    p11_verify: (&'static str, &'static [&'static str]),
+    old_version: String,
+    old_pem: String,
+    /// The signature libp11 made before the rotation (over the digest).
+    old_sig: String,
+    new_version: String,
+    new_pem: String,
+}
+
+/// (b): `pkcs11-tool -O` shows, for each of the key's two versions, a private key, a public key
+/// and a certificate: the primary's labelled `label` with CKA_ID = the new version id, the older
+/// one's labelled `label@<old version id>` with CKA_ID = the old version id, and nothing else.
+fn expect_two_versions(objects: &[P11Object], key: &Rotated) {
+    let label = key.label;
+    let old_label = format!("{label}@{}", key.old_version);
+    let all = key_objects(objects, label);
+    for (class, heading) in [
+        (ObjClass::PrivateKey, "Private Key"),
+        (ObjClass::PublicKey, "Public Key"),
+        (ObjClass::Certificate, "Certificate"),
+    ] {
+        let of_class: Vec<&&P11Object> = all.iter().filter(|o| o.class == class).collect();
+        assert_eq!(
+            of_class.len(),
+            2,
+            "[Tessera] after the rotation, expected two {heading} objects of {label} (one per version), \
+             found {}:\n{of_class:#?}",
+            of_class.len()
+        );
+        for (want_label, version) in [(label, &key.new_version), (old_label.as_str(), &key.old_version)] {
+            let found: Vec<&&&P11Object> = of_class
+                .iter()
+                .filter(|o| o.label.as_deref() == Some(want_label))
+                .collect();
+            assert!(
+                found.len() == 1,
+                "[Tessera] after the rotation, expected one {heading} labelled {want_label:?}, found {}; \
+                 the {label} objects:\n{all:#?}",
+                found.len()
+            );
+            assert_eq!(
+                found[0].id.as_deref(),
+                Some(hex(version).as_str()),
+                "[Tessera] the {heading} {want_label:?} has a CKA_ID other than its version id {version} \
+                 (ASCII): {:?}",
+                found[0]
+            );
+        }
+    }
+}
+
+/// The scenario of `rotation_is_seen_by_libp11_java_and_pkcs11_tool`: the KMS rotates keys
+/// (`tessera CreateKeyVersion`, another process than the clients) and the token follows: the
+/// plain label moves to the new version, which libp11 and Java pick; the old version stays
+/// reachable as `label@<version id>` (by `pkcs11-tool --id` too); a disabled key leaves the
+/// token and an enabled one comes back.
+fn rotation_scenario(t: &Target) {
+    t.init_token();
+    create_signing_keys(t);
+    let (msg, digest, _changed_msg, changed_digest) = message_files(t);
+
+    // ---- before the rotation: one version, signed with through libp11
+    let mut keys = Vec::new();
+    for (label, options, p11_verify) in [
+        ("ec1", &[][..], ("ECDSA", &["--signature-format", "openssl"][..])),
+        ("rsa1", &["-pkeyopt", "digest:sha256"][..], ("SHA256-RSA-PKCS", &[][..])),
+    ] {
+        let old_version = primary_version(t, label);
+        let (answered, old_pem) = primary_public_key(t, label);
+        assert_eq!(
+            answered, old_version,
+            "[Tessera] GetPublicKey {label} answered for another version than the primary"
+        );
+        let objects = t.list_objects();
+        let before = key_objects(&objects, label);
+        let private: Vec<&&P11Object> = before.iter().filter(|o| o.class == ObjClass::PrivateKey).collect();
+        assert!(
+            private.len() == 1
+                && private[0].label.as_deref() == Some(label)
+                && private[0].id.as_deref() == Some(hex(&old_version).as_str()),
+            "[Tessera] before the rotation, expected one private key {label} with the CKA_ID of version \
+             {old_version}:\n{before:#?}"
+        );
+        let old_pub = write_file(t, &format!("{label}.old.pub.pem"), old_pem.as_bytes());
+        let old_sig = libp11_sign_ok(t, label, options, &digest, &format!("{label}.before.sig"));
+        for (input, ok) in [(&digest, true), (&changed_digest, false)] {
+            expect_pkeyutl_verify(
+                t,
+                &format!("libp11 signature by {label} before the rotation"),
+                &old_pub,
+                options,
+                input,
+                &old_sig,
+                ok,
+            );
+        }
+        keys.push(Rotated {
+            label,
+            options,
+            p11_verify,
+            old_version,
+            old_pem,
+            old_sig,
+            new_version: String::new(),
+            new_pem: String::new(),
+        });
+    }
+
+    // ---- the rotation, by the KMS
+    for key in &mut keys {
+        let alias = format!("alias/{}", key.label);
+        let created = t.tessera_ok(&["CreateKeyVersion", "--KeyId", &alias]);
+        key.new_version = json_str(&created, "/KeyVersion/KeyVersionId", "CreateKeyVersion");
+        assert_ne!(
+            key.new_version, key.old_version,
+            "[Tessera] CreateKeyVersion {alias} gave the old version id"
+        );
+        assert_eq!(
+            primary_version(t, key.label),
+            key.new_version,
+            "[Tessera] DescribeKey {alias}: the new version is not the primary"
+        );
+        let (answered, new_pem) = primary_public_key(t, key.label);
+        assert_eq!(
+            answered, key.new_version,
+            "[Tessera] GetPublicKey {alias} (no version) does not answer for the new primary"
+        );
+        assert_ne!(
+            pem_body(&new_pem),
+            pem_body(&key.old_pem),
+            "[Tessera] the new version of {alias} has the old public key"
+        );
+        key.new_pem = new_pem;
+    }
+
+    let objects = t.list_objects();
+    for key in &keys {
+        let label = key.label;
+        let old_label = format!("{label}@{}", key.old_version);
+        let new_pub = write_file(t, &format!("{label}.new.pub.pem"), key.new_pem.as_bytes());
+        let old_pub = write_file(t, &format!("{label}.old.pub.pem"), key.old_pem.as_bytes());
+
+        // ---- (a) libp11's object=<label> is now the new version
+        let sig = libp11_sign_ok(t, label, key.options, &digest, &format!("{label}.after.sig"));
+        for (what, public, input, ok) in [
+            ("with the new public key", &new_pub, &digest, true),
+            (
+                "with the new public key, over a changed digest",
+                &new_pub,
+                &changed_digest,
+                false,
+            ),
+            ("with the OLD public key", &old_pub, &digest, false),
+        ] {
+            expect_pkeyutl_verify(
+                t,
+                &format!("libp11 signature by object={label} after the rotation, checked {what}"),
+                public,
+                key.options,
+                input,
+                &sig,
+                ok,
+            );
+        }
+
+        // ---- (b) pkcs11-tool -O: both versions, the plain label on the primary only
+        expect_two_versions(&objects, key);
+        for (object_label, pem, version) in [
+            (label, &key.new_pem, &key.new_version),
+            (old_label.as_str(), &key.old_pem, &key.old_version),
+        ] {
+            assert_eq!(
+                pem_body(&t.token_public_key_pem(object_label)),
+                pem_body(pem),
+                "[Tessera] the token's public key {object_label:?} is not version {version}'s \
+                 (tessera GetPublicKey)"
+            );
+        }
+
+        // ---- (d) the signature made before the rotation verifies by the old version's id
+        let (mechanism, extra) = key.p11_verify;
+        let input = if mechanism == "ECDSA" { &digest } else { &msg };
+        let old_id = hex(&key.old_version);
+        let new_id = hex(&key.new_version);
+        pkcs11_tool_verify(t, mechanism, extra, &old_id, input, &key.old_sig, true);
+        let changed_input = if mechanism == "ECDSA" {
+            changed_digest.clone()
+        } else {
+            write_file(t, "changed-for-rsa.txt", &flipped(MESSAGE, 0))
+        };
+        pkcs11_tool_verify(t, mechanism, extra, &old_id, &changed_input, &key.old_sig, false);
+        // …and not by the new version's (the ids do pick different keys).
+        let mut args = vec![
+            "--verify",
+            "-m",
+            mechanism,
+            "--id",
+            &new_id,
+            "-i",
+            input,
+            "--signature-file",
+            &key.old_sig,
+        ];
+        args.extend_from_slice(extra);
+        let out = t.user_tool(&args);
+        let text = out.all();
+        assert!(
+            text.contains("Invalid signature") && !text.contains("Signature is valid"),
+            "[Tessera] pkcs11-tool --verify --id <new version> did not reject the pre-rotation signature \
+             of {label} as invalid:\n{}",
+            out.describe()
+        );
+    }
+
+    // ---- (c) Java's KeyStore: "ec1" once, the new version's; "ec1@<old>" too
+    let ec1 = &keys[0];
+    let config = write_file(
+        t,
+        "sunpkcs11.cfg",
+        format!(
+            "name = P11ClientTest\nlibrary = {}\nslot = {}\n",
+            t.module.display(),
+            t.slot_id()
+        )
+        .as_bytes(),
+    );
+    let classes = t.path("classes").display().to_string();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("java/TesseraP11Test.java");
+    t.run_ok(
+        "javac TesseraP11Test.java",
+        "javac",
+        &["-d", &classes, &source.display().to_string()],
+    );
+    let old_alias = format!("ec1@{}", ec1.old_version);
+    let (new_spki, old_spki) = (pem_body(&ec1.new_pem), pem_body(&ec1.old_pem));
+    let out = t.run(
+        "java",
+        &[
+            "-cp",
+            &classes,
+            "TesseraP11Test",
+            "--rotation",
+            &config,
+            USER_PIN,
+            "ec1",
+            &new_spki,
+            &old_alias,
+            &old_spki,
+        ],
+    );
+    let ec1_aliases: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("ALIAS ec1 ") || l.starts_with("ALIAS ec1/"))
+        .collect();
+    assert_eq!(
+        ec1_aliases,
+        ["ALIAS ec1 PrivateKeyEntry EC"],
+        "[Tessera] the Java KeyStore should list the alias ec1 exactly once, as a private key entry:\n{}",
+        out.describe()
+    );
+    let old_line = format!("ALIAS {old_alias} PrivateKeyEntry EC");
+    assert!(
+        out.stdout.lines().any(|l| l == old_line),
+        "[Tessera] the Java KeyStore did not list {old_line:?}:\n{}",
+        out.describe()
+    );
+    for check in [
+        "PASS alias-unique ec1".to_owned(),
+        "PASS certificate-key ec1 ".to_owned(),
+        format!("PASS certificate-key {old_alias} "),
+        "PASS SHA256withECDSA with ec1 verified with its version's public key".to_owned(),
+        format!("PASS SHA256withECDSA with {old_alias} verified with its version's public key"),
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with(&check)),
+            "[Tessera] the Java program did not report {check:?}:\n{}",
+            out.describe()
+        );
+    }
+    let summary = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("SUMMARY "))
+        .unwrap_or_default();
+    assert!(
+        out.success() && summary.ends_with(" failed=0") && !out.stdout.contains("\nFAIL "),
+        "[Tessera] the Java SunPKCS11 rotation checks failed:\n{}",
+        out.describe()
+    );
+
+    // ---- (e) a disabled key leaves the token; enabled, it comes back as it was
+    t.tessera_ok(&["DisableKey", "--KeyId", "alias/ec1"]);
+    let objects = t.list_objects();
+    let left = key_objects(&objects, "ec1");
+    assert!(
+        left.is_empty(),
+        "[Tessera] objects of ec1 remain while the key is Disabled:\n{left:#?}"
+    );
+    expect_two_versions(&objects, &keys[1]);
+    let (out, _) = libp11_sign(t, "ec1", &[], &digest, "ec1.disabled.sig");
+    assert!(
+        !out.success(),
+        "[Tessera] libp11 signed with object=ec1 while the key is Disabled:\n{}",
+        out.describe()
+    );
+
+    t.tessera_ok(&["EnableKey", "--KeyId", "alias/ec1"]);
+    expect_two_versions(&t.list_objects(), ec1);
+    let sig = libp11_sign_ok(t, "ec1", &[], &digest, "ec1.enabled.sig");
+    let new_pub = write_file(t, "ec1.new.pub.pem", ec1.new_pem.as_bytes());
+    let old_pub = write_file(t, "ec1.old.pub.pem", ec1.old_pem.as_bytes());
+    expect_pkeyutl_verify(
+        t,
+        "libp11 signature by object=ec1 after EnableKey, with the new public key",
+        &new_pub,
+        &[],
+        &digest,
+        &sig,
+        true,
+    );
+    expect_pkeyutl_verify(
+        t,
+        "libp11 signature by object=ec1 after EnableKey, with the OLD public key",
+        &old_pub,
+        &[],
+        &digest,
+        &sig,
+        false,
+    );
+}
+
+/// Tessera only: SoftHSM2 has no key rotation (a key there is one object for good), so there is
+/// nothing to put beside it.
+#[test]
+fn rotation_is_seen_by_libp11_java_and_pkcs11_tool() {
+    if require(
+        "rotation_is_seen_by_libp11_java_and_pkcs11_tool",
+        &["pkcs11-tool", "openssl", "java", "javac", LIBP11_ENGINE],
+    ) {
+        tessera_only("key rotation (Tessera)", rotation_scenario);
     }
 }

@@ -64,7 +64,16 @@ impl SoftHsm {
         .expect("softhsm2.conf");
         let out = Command::new("softhsm2-util")
             .env("SOFTHSM2_CONF", &conf)
-            .args(["--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", USER_PIN])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                USER_PIN,
+            ])
             .output()
             .expect("run softhsm2-util");
         assert!(
@@ -102,7 +111,15 @@ impl SoftHsm {
     pub fn pkcs11_tool(&self, args: &[&str]) -> std::process::Output {
         Command::new("pkcs11-tool")
             .env("SOFTHSM2_CONF", self.conf())
-            .args(["--module", SOFTHSM_MODULE, "--token-label", &self.label, "--login", "--pin", USER_PIN])
+            .args([
+                "--module",
+                SOFTHSM_MODULE,
+                "--token-label",
+                &self.label,
+                "--login",
+                "--pin",
+                USER_PIN,
+            ])
             .args(args)
             .output()
             .expect("run pkcs11-tool")

@@ -51,10 +51,12 @@ pub struct TokenInfo {
 pub struct TokenKey {
     /// The key's metadata.
     pub key: Arc<KeyRecord>,
+    /// The key's id, shareable without copying.
+    pub key_id: Arc<str>,
     /// Its label: its oldest alias without `alias/`, else its key id.
     pub label: String,
     /// Its versions, the primary first, then newest first.
-    pub versions: Vec<String>,
+    pub versions: Vec<Arc<str>>,
 }
 
 /// A snapshot of a token's keys, valid until the store changes.
@@ -303,9 +305,10 @@ impl Kms {
                 view.by_version.insert(v.clone(), at);
             }
             view.keys.push(TokenKey {
+                key_id: Arc::from(key.key_id.as_str()),
                 key: Arc::new(key),
                 label,
-                versions,
+                versions: versions.into_iter().map(Arc::from).collect(),
             });
         }
         let view = Arc::new(view);
@@ -323,6 +326,18 @@ impl Kms {
         self.sync()?;
         let key = self.usable(key_id, usage)?;
         self.handle(&key, version_id)
+    }
+
+    /// The spec and usage of a usable key version: the key is Enabled and the version exists
+    /// (answered from the caches on the hot path; the module checks a handle with it).
+    pub fn version_info(&self, key_id: &str, version_id: &str) -> Result<(crate::model::KeySpec, KeyUsage)> {
+        self.sync()?;
+        let key = self.resolve(key_id)?;
+        if key.state != crate::model::KeyState::Enabled {
+            return Err(KmsError::KeyStateRejected { state: key.state });
+        }
+        self.handle(&key, version_id)?;
+        Ok((key.spec, key.usage))
     }
 
     /// Signs pre-hashed data with one version of a SIGN/VERIFY key.

@@ -105,7 +105,7 @@ fn the_view_shows_enabled_keys_by_label_with_the_primary_version_first() {
         .key_version_id;
     let view = kms.token_view(INSTANCE).expect("view");
     let versions = &view.keys[view.with_label("ec1")[0]].versions;
-    assert_eq!((versions.len(), versions[0].as_str()), (2, v2.as_str()));
+    assert_eq!((versions.len(), &*versions[0]), (2, v2.as_str()));
     // Both versions sign; the raw encoding is r || s.
     for v in versions {
         let sig = kms

@@ -13,6 +13,30 @@ use cryptoki_sys::*;
 use crate::error::{Ckr, Result};
 use crate::fns::{Attribute, OutBuf};
 
+/// Forks this process went through since the module was loaded, counted in the child by a
+/// `pthread_atfork` handler. Every call compares it with the count its module was made under,
+/// which notices a forked child (whose module, SQLite connection included, is the parent's)
+/// without a `getpid` system call on the hot path. glibc unregisters the handler if the module
+/// is unloaded.
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The fork count of this process (see [`FORKS`]); the first call installs the handler.
+pub(crate) fn process_generation() -> u64 {
+    static WATCH: std::sync::Once = std::sync::Once::new();
+    WATCH.call_once(|| {
+        // SAFETY: registers a handler that only touches an atomic, as fork handlers must.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+        if rc != 0 {
+            tracing::warn!(rc, "pthread_atfork failed: a forked child must not reuse the module");
+        }
+    });
+    FORKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Runs a function body: `Ok` is `CKR_OK`, an error its code, a panic `CKR_GENERAL_ERROR`.
 macro_rules! entry {
     ($name:expr, $body:block) => {{

@@ -85,9 +85,16 @@ fn attribute(m: &Module, view: &ObjectView<'_>, target: &Target, t: CK_ATTRIBUTE
     )
 }
 
-/// Whether an object has every attribute value of a template.
+/// Whether an object has every attribute value of a template. The attributes clients search by
+/// are compared in place; others are computed.
 fn matches(m: &Module, view: &ObjectView<'_>, target: &Target, template: &[Attribute]) -> Result<bool> {
     for (t, wanted) in template {
+        if let Some(same) = view.has_value(*t, wanted) {
+            if !same {
+                return Ok(false);
+            }
+            continue;
+        }
         match attribute(m, view, target, *t)? {
             Attr::Value(v) if v == *wanted => {}
             _ => return Ok(false),
@@ -130,13 +137,13 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
     let mut handles = Vec::new();
     for at in candidates {
         let key = &view.keys[at];
-        let key_id: Arc<str> = Arc::from(key.key.key_id.as_str());
+        let key_id = &key.key_id;
         for (at, version) in key.versions.iter().enumerate() {
             if wanted_id.is_some_and(|id| id != version.as_bytes()) {
                 continue;
             }
             let label = version_label(&key.label, version, at == 0);
-            let version_id: Arc<str> = Arc::from(version.as_str());
+            let version_id = version;
             for &kind in Kind::of_spec(key.key.spec, m.config.generate_certs) {
                 if kind.is_private() && !user {
                     continue;
@@ -150,13 +157,13 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
                     token: true,
                 };
                 let target = Target::Token {
-                    key_id: Arc::clone(&key_id),
-                    version_id: Arc::clone(&version_id),
+                    key_id: Arc::clone(key_id),
+                    version_id: Arc::clone(version_id),
                 };
                 if matches(&m, &object_view, &target, &template)? {
                     handles.push(m.objects.token_handle(&TokenObject {
-                        key_id: Arc::clone(&key_id),
-                        version_id: Arc::clone(&version_id),
+                        key_id: Arc::clone(key_id),
+                        version_id: Arc::clone(version_id),
                         kind,
                     }));
                 }

@@ -716,9 +716,25 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// and the test fails at the end naming the targets that failed (with Tessera's log tail).
 /// SoftHSM2's half is skipped (failed under `CI=true`) when SoftHSM2 is not installed.
 pub fn side_by_side(scenario_name: &str, scenario: fn(&Target)) {
+    run_on(scenario_name, &selected_kinds(), scenario);
+}
+
+/// Runs `scenario` against a fresh Tessera target only, for behaviour SoftHSM2 has no counterpart
+/// of (KMS-side rotation, disabling…), with the same reporting as [`side_by_side`]. Does nothing
+/// (says so) when `P11_TARGETS` leaves Tessera out.
+pub fn tessera_only(scenario_name: &str, scenario: fn(&Target)) {
+    if !selected_kinds().contains(&Kind::Tessera) {
+        eprintln!("SKIPPED {scenario_name}: P11_TARGETS leaves out tessera, the only target it has");
+        return;
+    }
+    run_on(scenario_name, &[Kind::Tessera], scenario);
+}
+
+/// Runs `scenario` against a fresh target of each of `kinds` in turn (see [`side_by_side`]).
+fn run_on(scenario_name: &str, kinds: &[Kind], scenario: fn(&Target)) {
     let mut failures = Vec::new();
     let mut ran = Vec::new();
-    for kind in selected_kinds() {
+    for &kind in kinds {
         if kind == Kind::SoftHsm2 && !require(&format!("{scenario_name} [SoftHSM2]"), &[SOFTHSM2_MODULE]) {
             continue;
         }
