@@ -168,11 +168,29 @@ fn is_connection_error(e: &P11Error) -> bool {
                 | RvError::TokenNotRecognized
                 | RvError::CryptokiNotInitialized
                 | RvError::UserNotLoggedIn
-                | RvError::GeneralError,
+                // Handles are per library load: a restarted HSM (or token) invalidates the
+                // cached ones, and only a new connection finds the objects again.
+                | RvError::ObjectHandleInvalid
+                | RvError::KeyHandleInvalid,
             _
         )
     )
 }
+
+/// CKR_GENERAL_ERROR means a lost token to some modules and a bad input to others (SoftHSM2
+/// answers it for an OAEP ciphertext that does not decrypt): whether the session still reaches
+/// the token decides which.
+fn is_general_error(e: &P11Error) -> bool {
+    matches!(e, P11Error::Pkcs11(RvError::GeneralError, _))
+}
+
+/// Whether a session still reaches its token (a search touches the token's objects).
+fn session_works(session: &Session) -> bool {
+    session.get_session_info().is_ok() && session.find_objects(&[Attribute::Id(PROBE_ID.to_vec())]).is_ok()
+}
+
+/// A CKA_ID no object has, for [`session_works`].
+const PROBE_ID: &[u8] = b"tessera/probe";
 
 fn request_error(e: P11Error) -> EngineError {
     match e {
@@ -180,11 +198,49 @@ fn request_error(e: P11Error) -> EngineError {
         P11Error::Pkcs11(RvError::DataLenRange | RvError::DataInvalid, _) => {
             EngineError::InvalidInput("the data does not fit the key")
         }
-        P11Error::Pkcs11(RvError::MechanismInvalid | RvError::MechanismParamInvalid, _) => {
+        // Our parameters are well-formed, so an HSM that calls them bad does not implement them
+        // (SoftHSM2 2.6 has OAEP with SHA-1 only and answers CKR_ARGUMENTS_BAD for SHA-256).
+        P11Error::Pkcs11(RvError::MechanismInvalid | RvError::MechanismParamInvalid | RvError::ArgumentsBad, _) => {
             EngineError::Unsupported("this mechanism on this HSM")
         }
         other => EngineError::Backend(format!("HSM: {other}")),
     }
+}
+
+/// The PIN each token (module path and slot) was logged in with by this process, as a salted
+/// SHA-256 under a per-process salt: the login state of a token is shared by every session of
+/// the process, so a second login is answered CKR_USER_ALREADY_LOGGED_IN whatever its PIN.
+static LOGINS: Mutex<Vec<(String, [u8; 32])>> = Mutex::new(Vec::new());
+
+fn login_digest(pin: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    static SALT: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let mut salt = [0u8; 16];
+        // Without OS randomness the salt is fixed; the digest never leaves this process anyway.
+        let _ = getrandom::fill(&mut salt);
+        salt
+    });
+    let mut h = sha2::Sha256::new();
+    h.update(salt);
+    h.update(pin);
+    h.finalize().into()
+}
+
+fn remember_login(token: &str, pin: &[u8]) {
+    let digest = login_digest(pin);
+    let mut logins = LOGINS.lock();
+    logins.retain(|(t, _)| t != token);
+    logins.push((token.to_owned(), digest));
+}
+
+fn same_login(token: &str, pin: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let digest = login_digest(pin);
+    LOGINS
+        .lock()
+        .iter()
+        .any(|(t, d)| t == token && bool::from(d.ct_eq(&digest)))
 }
 
 /// The shared state of an HSM engine and the handles it loaded.
@@ -262,8 +318,19 @@ impl Inner {
         let session = ctx
             .open_rw_session(slot)
             .map_err(|e| unavailable("cannot open a session with the HSM", &e))?;
+        let token = format!("{}#{}", path.display(), slot.id());
         match session.login(UserType::User, Some(&AuthPin::from(pin.as_str()))) {
-            Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Ok(()) => remember_login(&token, pin.as_bytes()),
+            // The token was logged in already (by another instance of this process on the same
+            // token): PKCS#11 does not check the PIN then, so we compare it with the one that did.
+            Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                if !same_login(&token, pin.as_bytes()) {
+                    return Err(EngineError::Unavailable(format!(
+                        "the HSM token is logged in with another PIN than the one from {}",
+                        self.config.pin.to_stored()
+                    )));
+                }
+            }
             Err(P11Error::Pkcs11(RvError::PinIncorrect, _)) => {
                 return Err(EngineError::Unavailable(format!(
                     "the HSM refused the PIN from {}",
@@ -306,7 +373,7 @@ impl Inner {
                 Err(e) => return Err(EngineError::Unavailable(format!("no HSM session: {e}"))),
             };
             match f(&session, &conn) {
-                Err(e) if is_connection_error(&e) => {
+                Err(e) if is_connection_error(&e) || (is_general_error(&e) && !session_works(&session)) => {
                     conn.discard(session);
                     self.reset(&conn);
                     last = Some(e);
@@ -760,8 +827,16 @@ impl KeyHandle for HsmKey {
         let CipherScheme::RsaOaep(hash) = scheme else {
             return Err(EngineError::Unsupported("this cipher scheme with this key spec"));
         };
-        if rsa_bits(self.spec).is_none() {
+        let Some(bits) = rsa_bits(self.spec) else {
             return Err(EngineError::Unsupported("this cipher scheme with this key spec"));
+        };
+        // RFC 8017 7.1.1: at most k - 2hLen - 2 bytes. Checked here because HSMs answer a longer
+        // message with anything from CKR_DATA_LEN_RANGE to CKR_GENERAL_ERROR.
+        let most = usize::try_from(bits / 8)
+            .unwrap_or(0)
+            .saturating_sub(2 * hash.digest_len() + 2);
+        if plaintext.len() > most {
+            return Err(EngineError::InvalidInput("the plaintext is too long for this key"));
         }
         let (hash_alg, mgf) = mechanism_hash(hash);
         self.inner

@@ -86,7 +86,7 @@ impl Kms {
         let aad = with_context(parsed.header, context, &mut scratch)?;
         handle
             .open_in_place(parsed.iv, aad, &mut plaintext, parsed.tag)
-            .map_err(|_| KmsError::InvalidCiphertext)?;
+            .map_err(super::open_error)?;
         Ok(Opened {
             plaintext,
             key_id: key.key_id.clone(),

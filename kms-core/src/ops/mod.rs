@@ -178,6 +178,15 @@ pub(crate) fn engine_error(e: EngineError, param: &'static str) -> KmsError {
     }
 }
 
+/// A failed decryption is one opaque error (no oracle), except an HSM that could not be reached:
+/// the data is not at fault then, and the caller should retry rather than discard it.
+pub(crate) fn open_error(e: EngineError) -> KmsError {
+    match e {
+        EngineError::Unavailable(why) => KmsError::HsmUnavailable(why),
+        _ => KmsError::InvalidCiphertext,
+    }
+}
+
 impl Kms {
     /// Opens the store in `dir` with the software engine, the system clock and a root key file.
     pub fn open(dir: impl AsRef<Path>) -> Result<Kms> {

@@ -428,7 +428,7 @@ impl Kms {
     ) -> Result<()> {
         self.symmetric_handle(key_id, version_id, iv)?
             .open_in_place(iv, aad, buf, tag)
-            .map_err(|_| KmsError::InvalidCiphertext)
+            .map_err(super::open_error)
     }
 
     /// The DER SubjectPublicKeyInfo of one version of an asymmetric key, whatever its state
