@@ -212,6 +212,8 @@ request!(
         pub tags: Vec<Tag>,
         /// An alias to create with the key.
         pub alias: Option<String>,
+        /// A key policy (JSON, at most 32768 bytes); the default policy when absent.
+        pub policy: Option<String>,
     }
 );
 
@@ -246,6 +248,9 @@ response!(
         pub next_rotation_date: Option<String>,
         #[serde(rename = "DKMSInstanceId")]
         pub dkms_instance_id: String,
+        /// When the key last did cryptography (from the audit trail); DescribeKey only.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub last_used_time: Option<String>,
     }
 );
 
@@ -763,5 +768,187 @@ response!(
         pub token_serial: String,
         #[serde(skip_serializing_if = "String::is_empty")]
         pub token_model: String,
+    }
+);
+
+// ---------------------------------------------------------------- policies and audit
+
+request!(
+    /// SetKeyPolicy.
+    SetKeyPolicyRequest {
+        pub key_id: String,
+        /// The policy JSON; empty restores the default policy.
+        pub policy: String,
+    }
+);
+
+response!(
+    /// GetKeyPolicy's answer.
+    GetKeyPolicyResponse {
+        pub key_id: String,
+        /// The policy JSON (the default policy when none was set).
+        pub policy: String,
+    }
+);
+
+request!(
+    /// CreatePolicy.
+    CreatePolicyRequest {
+        /// 1–128 characters: letters, digits and `-`.
+        pub policy_name: String,
+        /// The policy JSON, at most 32768 bytes.
+        pub policy_document: String,
+        pub description: Option<String>,
+    }
+);
+
+request!(
+    /// A request that names just a policy: GetPolicy, DeletePolicy.
+    PolicyNameRequest {
+        pub policy_name: String,
+    }
+);
+
+request!(
+    /// UpdatePolicy.
+    UpdatePolicyRequest {
+        pub policy_name: String,
+        pub policy_document: String,
+    }
+);
+
+response!(
+    /// An identity policy.
+    Policy {
+        pub policy_name: String,
+        /// Always `Custom`.
+        pub policy_type: String,
+        pub description: String,
+        pub create_date: String,
+        pub update_date: String,
+        /// How many users and roles it is attached to.
+        pub attachment_count: u64,
+    }
+);
+
+response!(
+    /// CreatePolicy's, GetPolicy's and UpdatePolicy's answer.
+    PolicyResponse {
+        pub policy: Policy,
+        /// The document (GetPolicy only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub policy_document: Option<String>,
+    }
+);
+
+response!(
+    /// A list of policies.
+    PolicyList {
+        pub policy: Vec<Policy>,
+    }
+);
+
+response!(
+    /// ListPolicies' and ListPoliciesFor*'s answer.
+    ListPoliciesResponse {
+        pub policies: PolicyList,
+        pub total_count: u64,
+        pub page_number: u32,
+        pub page_size: u32,
+    }
+);
+
+request!(
+    /// AttachPolicyToUser, DetachPolicyFromUser.
+    UserPolicyRequest {
+        pub policy_name: String,
+        /// Default `Custom` (the only kind here).
+        pub policy_type: Option<String>,
+        pub user_name: String,
+        /// The user's account; default the store's own (another account's users are
+        /// cross-account principals).
+        pub account_id: Option<String>,
+    }
+);
+
+request!(
+    /// AttachPolicyToRole, DetachPolicyFromRole.
+    RolePolicyRequest {
+        pub policy_name: String,
+        pub policy_type: Option<String>,
+        pub role_name: String,
+        pub account_id: Option<String>,
+    }
+);
+
+request!(
+    /// ListPoliciesForUser.
+    UserRequest {
+        pub user_name: String,
+        pub account_id: Option<String>,
+    }
+);
+
+request!(
+    /// ListPoliciesForRole.
+    RoleRequest {
+        pub role_name: String,
+        pub account_id: Option<String>,
+    }
+);
+
+request!(
+    /// LookupEvents: filters (all optional) and a page.
+    LookupEventsRequest {
+        /// Events of this key (id or alias).
+        pub key_id: Option<String>,
+        /// Events of this principal (ARN).
+        pub principal: Option<String>,
+        /// Events of this API action (`Encrypt`).
+        pub action: Option<String>,
+        /// Events at or after this time (ISO 8601, `2026-01-01T00:00:00Z`).
+        pub start_time: Option<String>,
+        /// Events before this time.
+        pub end_time: Option<String>,
+        #[serde(default, deserialize_with = "lenient::opt_u32")]
+        pub page_number: Option<u32>,
+        #[serde(default, deserialize_with = "lenient::opt_u32")]
+        pub page_size: Option<u32>,
+    }
+);
+
+response!(
+    /// One audited call.
+    AuditEvent {
+        pub event_id: i64,
+        pub event_time: String,
+        pub principal: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub source_ip: Option<String>,
+        pub action: String,
+        pub resource: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub key_id: Option<String>,
+        /// `Success` or `Failure`.
+        pub result: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub error_code: Option<String>,
+    }
+);
+
+response!(
+    /// A list of audit events.
+    AuditEventList {
+        pub event: Vec<AuditEvent>,
+    }
+);
+
+response!(
+    /// LookupEvents' answer, newest first.
+    LookupEventsResponse {
+        pub events: AuditEventList,
+        pub total_count: u64,
+        pub page_number: u32,
+        pub page_size: u32,
     }
 );

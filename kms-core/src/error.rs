@@ -20,6 +20,25 @@ pub enum KmsError {
         /// The version asked for.
         version_id: String,
     },
+    /// The caller may not do this: no policy allows it, or one denies it.
+    #[error("{} is not allowed to do {action} on {resource}{}", "the caller", if *explicit { " (an explicit Deny)" } else { "" })]
+    NoPermission {
+        /// The policy action (`kms:Encrypt`).
+        action: &'static str,
+        /// The resource's ARN.
+        resource: String,
+        /// Whether a Deny statement decided it (rather than the absence of an Allow).
+        explicit: bool,
+    },
+    /// A policy with this name already exists.
+    #[error("The policy already exists: {0}")]
+    PolicyAlreadyExists(String),
+    /// No policy has this name.
+    #[error("The policy does not exist: {0}")]
+    PolicyNotFound(String),
+    /// The policy is still attached to principals.
+    #[error("The policy is still attached to {0} principal(s); detach it first")]
+    PolicyInUse(u64),
     /// No alias has this name.
     #[error("The specified alias does not exist: {0}")]
     AliasNotFound(String),
@@ -95,6 +114,10 @@ impl KmsError {
             KmsError::KeyNotFound(_) => "Forbidden.KeyNotFound",
             KmsError::KeyVersionNotFound { .. } => "Forbidden.KeyVersionNotFound",
             KmsError::AliasNotFound(_) => "Forbidden.AliasNotFound",
+            KmsError::NoPermission { .. } => "Forbidden.NoPermission",
+            KmsError::PolicyAlreadyExists(_) => "EntityAlreadyExists.Policy",
+            KmsError::PolicyNotFound(_) => "EntityNotExist.Policy",
+            KmsError::PolicyInUse(_) => "DeleteConflict.Policy.User",
             KmsError::AliasAlreadyExists(_) => "AliasAlreadyExists",
             KmsError::MissingParameter(_) => "MissingParameter",
             KmsError::InvalidParameter { .. } => "InvalidParameter",
@@ -128,7 +151,9 @@ impl KmsError {
     pub fn http_status(&self) -> u16 {
         match self {
             KmsError::KeyNotFound(_) | KmsError::KeyVersionNotFound { .. } | KmsError::AliasNotFound(_) => 404,
-            KmsError::InvalidRootKey(_) | KmsError::PinIncorrect => 403,
+            KmsError::InvalidRootKey(_) | KmsError::PinIncorrect | KmsError::NoPermission { .. } => 403,
+            KmsError::PolicyNotFound(_) => 404,
+            KmsError::PolicyAlreadyExists(_) | KmsError::PolicyInUse(_) => 409,
             KmsError::TokenNotInitialized(_) => 409,
             KmsError::StateModifiedFailed(_) | KmsError::KeyStateRejected { .. } => 409,
             KmsError::Internal(_) => 500,

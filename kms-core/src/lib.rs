@@ -26,11 +26,13 @@ pub mod engine;
 pub mod error;
 pub mod model;
 mod ops;
+pub mod policy;
 pub mod store;
 pub mod validate;
 
 pub use error::{KmsError, Result};
 pub use ops::{
-    DEFAULT_INSTANCE_ID, DEFAULT_POLL_INTERVAL, Kms, KmsOptions, MAX_PIN_LEN, MIN_PIN_LEN, PASSPHRASE_ENV, PinRole,
-    ROOT_KEY_FILE_ENV, STORE_ENV, TokenInfo, TokenKey, TokenView, default_store_dir,
+    CallerContext, Client, DEFAULT_INSTANCE_ID, DEFAULT_POLL_INTERVAL, Kms, KmsOptions, MAX_PIN_LEN, MIN_PIN_LEN,
+    OPERATIONS, PASSPHRASE_ENV, PinRole, ROOT_KEY_FILE_ENV, STORE_ENV, TokenInfo, TokenKey, TokenView,
+    default_store_dir, hash_pin, pin_matches,
 };

@@ -170,3 +170,32 @@ pub fn random_len(name: &'static str, n: u32) -> Result<usize> {
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
+
+/// A RAM policy name: 1–128 letters, digits and `-`.
+pub fn policy_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 128 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(KmsError::invalid(
+            "PolicyName",
+            "a policy name is 1 to 128 letters, digits and -",
+        ));
+    }
+    Ok(())
+}
+
+/// A RAM user or role name (`kind` is `user` or `role`): 1–64 letters, digits, `.`, `_`, `-`
+/// and `@`.
+pub fn ram_name(kind: &str, name: &str) -> Result<()> {
+    let param = if kind == "role" { "RoleName" } else { "UserName" };
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    {
+        return Err(KmsError::invalid(
+            param,
+            "a name is 1 to 64 letters, digits, ., _, - and @",
+        ));
+    }
+    Ok(())
+}

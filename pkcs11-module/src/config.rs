@@ -34,6 +34,24 @@ pub struct Config {
     /// The pending window, in days, of a key whose object `C_DestroyObject` destroyed.
     #[serde(default = "default_destroy_days")]
     pub destroy_pending_days: u32,
+    /// Whom a session logged in with the token's user PIN acts as under the KMS's policies
+    /// (a RAM ARN); default the store's account root. Public sessions act as it too, for the
+    /// public-key operations they may do.
+    pub principal: Option<String>,
+    /// More user PINs, each acting as its own principal.
+    #[serde(default)]
+    pub pin_principals: Vec<PinPrincipal>,
+}
+
+/// A user PIN that logs in as a principal: `[[pin_principals]]` with `principal` (a RAM ARN)
+/// and `pin_hash` (from `tessera token hash-pin`; the PIN itself is never written down).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinPrincipal {
+    /// The RAM principal, e.g. `acs:ram::1234567890123456:user/alice`.
+    pub principal: String,
+    /// The PIN's Argon2id hash.
+    pub pin_hash: String,
 }
 
 fn default_instance() -> String {
@@ -57,6 +75,8 @@ impl Default for Config {
             log_level: default_log_level(),
             log_file: None,
             destroy_pending_days: DEFAULT_DESTROY_PENDING_DAYS,
+            principal: None,
+            pin_principals: Vec::new(),
         }
     }
 }
@@ -124,6 +144,25 @@ impl Config {
                 "log_level must be one of error, warn, info, debug, trace, off; not {:?}",
                 config.log_level
             )));
+        }
+        let principals = config.principal.iter().map(|p| ("principal", p)).chain(
+            config
+                .pin_principals
+                .iter()
+                .map(|p| ("pin_principals.principal", &p.principal)),
+        );
+        for (field, principal) in principals {
+            if let Err(e) = kms_core::policy::Principal::parse(principal) {
+                return Err(invalid(format!("{field} {principal:?} is not a RAM principal: {e}")));
+            }
+        }
+        for p in &config.pin_principals {
+            if kms_core::pin_matches(b"", &p.pin_hash).is_err() {
+                return Err(invalid(format!(
+                    "the pin_hash of {} is not a hash from `tessera token hash-pin`",
+                    p.principal
+                )));
+            }
         }
         Ok(config)
     }

@@ -124,6 +124,7 @@ impl From<KmsError> for Ckr {
             KmsError::LimitExceeded(_) => Ckr::CKR_DEVICE_MEMORY,
             KmsError::StateModifiedFailed(_) => Ckr::CKR_ACTION_PROHIBITED,
             KmsError::PinIncorrect => Ckr::CKR_PIN_INCORRECT,
+            KmsError::NoPermission { .. } => Ckr::CKR_KEY_FUNCTION_NOT_PERMITTED,
             KmsError::TokenNotInitialized(_) => Ckr::CKR_USER_PIN_NOT_INITIALIZED,
             KmsError::InvalidRootKey(_) => Ckr::CKR_DEVICE_ERROR,
             _ => Ckr::CKR_GENERAL_ERROR,

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cryptoki_sys::*;
 use kms_core::engine::{CipherScheme, SignScheme};
 use kms_core::model::{KeySpec, KeyUsage};
-use kms_core::{Kms, KmsOptions, TokenView};
+use kms_core::policy::Principal;
+use kms_core::{CallerContext, Kms, KmsOptions, TokenView};
 use parking_lot::{Mutex, RwLock};
 use zeroize::Zeroizing;
 
@@ -27,8 +28,8 @@ pub enum Login {
     /// Nobody: public sessions.
     #[default]
     Public,
-    /// The normal user.
-    User,
+    /// The normal user, acting as a principal (by the PIN it logged in with).
+    User(Arc<CallerContext>),
     /// The security officer; the PIN is kept (zeroized on logout) because C_InitPIN takes only
     /// the new user PIN, and the KMS sets one only on the authority of the SO PIN.
     SecurityOfficer(Zeroizing<Vec<u8>>),
@@ -161,6 +162,10 @@ pub struct Module {
     next_session: AtomicU64,
     /// Who is logged in.
     pub login: RwLock<Login>,
+    /// Whom the token's user PIN, and public sessions, act as.
+    pub default_caller: Arc<CallerContext>,
+    /// The configuration's other user PINs and whom each acts as.
+    pin_callers: Vec<(String, Arc<CallerContext>)>,
     /// Object handles.
     pub objects: Objects,
     public_parts: VersionCache<PublicParts>,
@@ -172,7 +177,23 @@ impl Module {
     pub fn open(config: Config) -> std::result::Result<Module, kms_core::KmsError> {
         let kms = Kms::open_with(config.store_dir(), KmsOptions::from_env())?;
         kms.token_info(&config.instance)?;
+        let default_caller = Arc::new(match &config.principal {
+            Some(p) => CallerContext::new(Principal::parse(p)?),
+            None => kms.root_caller().clone(),
+        });
+        let pin_callers = config
+            .pin_principals
+            .iter()
+            .map(|p| {
+                Ok((
+                    p.pin_hash.clone(),
+                    Arc::new(CallerContext::new(Principal::parse(&p.principal)?)),
+                ))
+            })
+            .collect::<std::result::Result<Vec<_>, kms_core::KmsError>>()?;
         Ok(Module {
+            default_caller,
+            pin_callers,
             kms,
             config,
             generation: crate::ffi::process_generation(),
@@ -183,6 +204,24 @@ impl Module {
             public_parts: RwLock::new(HashMap::new()),
             certificates: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Whom the current login acts as (public sessions: the default principal).
+    pub fn caller(&self) -> Arc<CallerContext> {
+        match &*self.login.read() {
+            Login::User(caller) => Arc::clone(caller),
+            _ => Arc::clone(&self.default_caller),
+        }
+    }
+
+    /// The principal of a configured user PIN other than the token's, if `pin` is one.
+    pub fn caller_for_pin(&self, pin: &[u8]) -> Result<Option<Arc<CallerContext>>> {
+        for (hash, caller) in &self.pin_callers {
+            if kms_core::pin_matches(pin, hash)? {
+                return Ok(Some(Arc::clone(caller)));
+            }
+        }
+        Ok(None)
     }
 
     /// The instance whose token this is.
@@ -258,7 +297,7 @@ impl Module {
 
     /// Whether the user is logged in.
     pub fn user_logged_in(&self) -> bool {
-        matches!(*self.login.read(), Login::User)
+        matches!(*self.login.read(), Login::User(_))
     }
 
     /// The token's keys now (rebuilt only when the store changed).
@@ -351,7 +390,7 @@ impl Module {
         serial.copy_from_slice(random.random.expose());
         let now_s = self.kms.now_ms() / 1000;
         let made = cert::self_signed(spec, label, &spki, serial, now_s, |scheme, digest| {
-            self.kms.sign_with(key_id, version_id, scheme, digest)
+            self.kms.as_root().sign_with(key_id, version_id, scheme, digest)
         })?
         .map(Arc::new);
         self.certificates.write().insert(id, Arc::new(made.clone()));
@@ -361,7 +400,10 @@ impl Module {
     /// Signs with a key.
     pub fn sign(&self, key: &KeyUse, scheme: SignScheme, data: &[u8]) -> Result<Vec<u8>> {
         match &key.target {
-            Target::Token { key_id, version_id } => Ok(self.kms.sign_with(key_id, version_id, scheme, data)?),
+            Target::Token { key_id, version_id } => Ok(self
+                .kms
+                .as_caller(&self.caller())
+                .sign_with(key_id, version_id, scheme, data)?),
             Target::Session(k) => k.handle.sign(scheme, data).map_err(engine_ckr),
         }
     }
@@ -369,9 +411,10 @@ impl Module {
     /// Verifies with a key.
     pub fn verify(&self, key: &KeyUse, scheme: SignScheme, data: &[u8], signature: &[u8]) -> Result<bool> {
         match &key.target {
-            Target::Token { key_id, version_id } => {
-                Ok(self.kms.verify_with(key_id, version_id, scheme, data, signature)?)
-            }
+            Target::Token { key_id, version_id } => Ok(self
+                .kms
+                .as_caller(&self.caller())
+                .verify_with(key_id, version_id, scheme, data, signature)?),
             Target::Session(k) => k.handle.verify(scheme, data, signature).map_err(engine_ckr),
         }
     }
@@ -386,6 +429,7 @@ impl Module {
                 let sealed = match target {
                     Target::Token { key_id, version_id } => self
                         .kms
+                        .as_caller(&self.caller())
                         .aead_seal(key_id, version_id, &gcm.iv, &gcm.aad, &mut buf)
                         .map_err(Ckr::from),
                     Target::Session(k) => k.handle.seal_in_place(&gcm.iv, &gcm.aad, &mut buf).map_err(engine_ckr),
@@ -401,9 +445,10 @@ impl Module {
                     }
                 }
             }
-            (Cipher::Asymmetric(scheme), Target::Token { key_id, version_id }) => {
-                Ok(self.kms.encrypt_with(key_id, version_id, *scheme, data)?)
-            }
+            (Cipher::Asymmetric(scheme), Target::Token { key_id, version_id }) => Ok(self
+                .kms
+                .as_caller(&self.caller())
+                .encrypt_with(key_id, version_id, *scheme, data)?),
             (Cipher::Asymmetric(scheme), Target::Session(k)) => {
                 k.handle.encrypt_with(*scheme, data).map_err(engine_ckr)
             }
@@ -423,6 +468,7 @@ impl Module {
                 match target {
                     Target::Token { key_id, version_id } => self
                         .kms
+                        .as_caller(&self.caller())
                         .aead_open(key_id, version_id, &gcm.iv, &gcm.aad, &mut buf, tag)?,
                     Target::Session(k) => k
                         .handle
@@ -431,9 +477,10 @@ impl Module {
                 }
                 Ok(buf)
             }
-            (Cipher::Asymmetric(scheme), Target::Token { key_id, version_id }) => {
-                Ok(self.kms.decrypt_with(key_id, version_id, *scheme, data)?)
-            }
+            (Cipher::Asymmetric(scheme), Target::Token { key_id, version_id }) => Ok(self
+                .kms
+                .as_caller(&self.caller())
+                .decrypt_with(key_id, version_id, *scheme, data)?),
             (Cipher::Asymmetric(scheme), Target::Session(k)) => k
                 .handle
                 .decrypt_with(*scheme, data)

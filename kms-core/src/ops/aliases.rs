@@ -1,6 +1,6 @@
 //! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases, ListAliasesByKeyId.
 
-use super::Kms;
+use super::{Call, Kms};
 use crate::api::{
     Alias, AliasList, AliasRequest, DeleteAliasRequest, Empty, KeyPageRequest, ListAliasesResponse, PageRequest,
 };
@@ -10,10 +10,11 @@ use crate::validate;
 
 impl Kms {
     /// CreateAlias.
-    pub fn create_alias(&self, req: &AliasRequest) -> Result<Empty> {
+    pub(super) fn create_alias_as(&self, call: &Call<'_>, req: &AliasRequest) -> Result<Empty> {
         validate::alias_name(&req.alias_name)?;
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
+        self.authorize_resource(call, self.alias_arn(&req.alias_name))?;
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
         let now = self.clock.now_ms();
         self.write(|tx| {
             if store::get_key(tx, &key.key_id)?.is_none() {
@@ -28,10 +29,11 @@ impl Kms {
     }
 
     /// UpdateAlias: points an existing alias at another key.
-    pub fn update_alias(&self, req: &AliasRequest) -> Result<Empty> {
+    pub(super) fn update_alias_as(&self, call: &Call<'_>, req: &AliasRequest) -> Result<Empty> {
         validate::alias_name(&req.alias_name)?;
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
+        self.authorize_resource(call, self.alias_arn(&req.alias_name))?;
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
         let now = self.clock.now_ms();
         self.write(|tx| {
             if store::get_key(tx, &key.key_id)?.is_none() {
@@ -46,8 +48,11 @@ impl Kms {
     }
 
     /// DeleteAlias.
-    pub fn delete_alias(&self, req: &DeleteAliasRequest) -> Result<Empty> {
+    pub(super) fn delete_alias_as(&self, call: &Call<'_>, req: &DeleteAliasRequest) -> Result<Empty> {
         self.sync()?;
+        // "Alias and key": the alias, and the key it points to.
+        self.authorize_resource(call, self.alias_arn(&req.alias_name))?;
+        self.resolve_for(call, call.action, &req.alias_name)?;
         if !self.write(|tx| store::delete_alias(tx, &req.alias_name))? {
             return Err(KmsError::AliasNotFound(req.alias_name.clone()));
         }
@@ -55,15 +60,20 @@ impl Kms {
     }
 
     /// ListAliases.
-    pub fn list_aliases(&self, req: &PageRequest) -> Result<ListAliasesResponse> {
+    pub(super) fn list_aliases_as(&self, call: &Call<'_>, req: &PageRequest) -> Result<ListAliasesResponse> {
         self.sync()?;
+        self.authorize_resource(call, self.kms_arn("alias"))?;
         self.alias_page(None, req.page_number, req.page_size)
     }
 
     /// ListAliasesByKeyId.
-    pub fn list_aliases_by_key_id(&self, req: &KeyPageRequest) -> Result<ListAliasesResponse> {
+    pub(super) fn list_aliases_by_key_id_as(
+        &self,
+        call: &Call<'_>,
+        req: &KeyPageRequest,
+    ) -> Result<ListAliasesResponse> {
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
         self.alias_page(Some(&key.key_id), req.page_number, req.page_size)
     }
 

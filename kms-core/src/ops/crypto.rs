@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
-use super::{Kms, engine_error};
+use super::{Call, Kms, engine_error};
 use crate::api::{
     AsymmetricDecryptRequest, AsymmetricEncryptRequest, AsymmetricSignRequest, AsymmetricSignResponse,
     AsymmetricVerifyRequest, AsymmetricVerifyResponse, DecryptRequest, DecryptResponse, EncryptRequest,
@@ -74,9 +74,15 @@ impl Kms {
     }
 
     /// Decrypts a blob: the key and version come from the blob itself.
-    fn open_blob(&self, bytes: &[u8], context: &EncryptionContext) -> Result<Opened> {
+    fn open_blob(
+        &self,
+        call: &Call<'_>,
+        action: &'static str,
+        bytes: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Opened> {
         let parsed = blob::parse(bytes)?;
-        let key = self.resolve_blob_key(parsed.key_id)?;
+        let key = self.resolve_blob_key(call, action, parsed.key_id)?;
         if key.spec.symmetric_algorithm() != Some(parsed.algorithm) {
             return Err(KmsError::InvalidCiphertext);
         }
@@ -95,15 +101,15 @@ impl Kms {
     }
 
     /// A blob names its key by id only (never by alias), and that key must be usable.
-    fn resolve_blob_key(&self, key_id: &str) -> Result<Arc<KeyRecord>> {
+    fn resolve_blob_key(&self, call: &Call<'_>, action: &'static str, key_id: &str) -> Result<Arc<KeyRecord>> {
         if key_id.starts_with("alias/") || key_id.starts_with("acs:") {
             return Err(KmsError::InvalidCiphertext);
         }
-        self.usable(key_id, KeyUsage::EncryptDecrypt)
+        self.usable(call, action, key_id, KeyUsage::EncryptDecrypt)
     }
 
     /// Encrypt.
-    pub fn encrypt(&self, req: &EncryptRequest) -> Result<EncryptResponse> {
+    pub(super) fn encrypt_as(&self, call: &Call<'_>, req: &EncryptRequest) -> Result<EncryptResponse> {
         if req.plaintext.expose().len() > validate::MAX_PLAINTEXT_BYTES {
             return Err(KmsError::invalid(
                 "Plaintext",
@@ -111,7 +117,7 @@ impl Kms {
             ));
         }
         self.sync()?;
-        let key = self.usable(&req.key_id, KeyUsage::EncryptDecrypt)?;
+        let key = self.usable(call, call.action, &req.key_id, KeyUsage::EncryptDecrypt)?;
         let (blob, key_version_id) = self.seal_blob(&key, req.plaintext.expose(), &req.encryption_context)?;
         Ok(EncryptResponse {
             ciphertext_blob: blob.into(),
@@ -121,9 +127,9 @@ impl Kms {
     }
 
     /// Decrypt.
-    pub fn decrypt(&self, req: &DecryptRequest) -> Result<DecryptResponse> {
+    pub(super) fn decrypt_as(&self, call: &Call<'_>, req: &DecryptRequest) -> Result<DecryptResponse> {
         self.sync()?;
-        let opened = self.open_blob(&req.ciphertext_blob.0, &req.encryption_context)?;
+        let opened = self.open_blob(call, call.action, &req.ciphertext_blob.0, &req.encryption_context)?;
         Ok(DecryptResponse {
             plaintext: SecretBytes(opened.plaintext),
             key_id: opened.key_id,
@@ -133,10 +139,20 @@ impl Kms {
 
     /// ReEncrypt: decrypt under the blob's key and source context, encrypt under the
     /// destination key and context; the plaintext never leaves the service.
-    pub fn re_encrypt(&self, req: &ReEncryptRequest) -> Result<ReEncryptResponse> {
+    pub(super) fn re_encrypt_as(&self, call: &Call<'_>, req: &ReEncryptRequest) -> Result<ReEncryptResponse> {
         self.sync()?;
-        let destination = self.usable(&req.destination_key_id, KeyUsage::EncryptDecrypt)?;
-        let opened = self.open_blob(&req.ciphertext_blob.0, &req.source_encryption_context)?;
+        let destination = self.usable(
+            call,
+            "kms:ReEncryptTo",
+            &req.destination_key_id,
+            KeyUsage::EncryptDecrypt,
+        )?;
+        let opened = self.open_blob(
+            call,
+            "kms:ReEncryptFrom",
+            &req.ciphertext_blob.0,
+            &req.source_encryption_context,
+        )?;
         let (blob, key_version_id) =
             self.seal_blob(&destination, &opened.plaintext, &req.destination_encryption_context)?;
         Ok(ReEncryptResponse {
@@ -149,13 +165,17 @@ impl Kms {
     }
 
     /// GenerateDataKey: a random data key, returned in clear and encrypted under the key.
-    pub fn generate_data_key(&self, req: &GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
+    pub(super) fn generate_data_key_as(
+        &self,
+        call: &Call<'_>,
+        req: &GenerateDataKeyRequest,
+    ) -> Result<GenerateDataKeyResponse> {
         let len = match req.number_of_bytes {
             Some(n) => validate::random_len("NumberOfBytes", n)?,
             None => req.key_spec.unwrap_or(DataKeySpec::Aes256).byte_len(),
         };
         self.sync()?;
-        let key = self.usable(&req.key_id, KeyUsage::EncryptDecrypt)?;
+        let key = self.usable(call, call.action, &req.key_id, KeyUsage::EncryptDecrypt)?;
         let mut data_key = Zeroizing::new(vec![0u8; len]);
         // A hardware instance's data keys come from its HSM's generator.
         self.engine_for(&key.instance_id)?
@@ -171,13 +191,17 @@ impl Kms {
     }
 
     /// GenerateDataKeyWithoutPlaintext: as GenerateDataKey, but only the encrypted data key.
-    pub fn generate_data_key_without_plaintext(&self, req: &GenerateDataKeyRequest) -> Result<EncryptResponse> {
+    pub(super) fn generate_data_key_without_plaintext_as(
+        &self,
+        call: &Call<'_>,
+        req: &GenerateDataKeyRequest,
+    ) -> Result<EncryptResponse> {
         let GenerateDataKeyResponse {
             ciphertext_blob,
             key_id,
             key_version_id,
             ..
-        } = self.generate_data_key(req)?;
+        } = self.generate_data_key_as(call, req)?;
         Ok(EncryptResponse {
             ciphertext_blob,
             key_id,
@@ -188,12 +212,13 @@ impl Kms {
     /// An asymmetric key's version (the primary one when none is named) with its loaded key.
     fn asymmetric(
         &self,
+        call: &Call<'_>,
         key_ref: &str,
         version: Option<&str>,
         usage: KeyUsage,
     ) -> Result<(Arc<KeyRecord>, String, Arc<dyn KeyHandle>)> {
         self.sync()?;
-        let key = self.usable(key_ref, usage)?;
+        let key = self.usable(call, call.action, key_ref, usage)?;
         if key.spec.is_symmetric() {
             return Err(KmsError::Unsupported {
                 what: "KeySpec",
@@ -209,9 +234,13 @@ impl Kms {
     }
 
     /// AsymmetricSign: signs a digest the caller computed.
-    pub fn asymmetric_sign(&self, req: &AsymmetricSignRequest) -> Result<AsymmetricSignResponse> {
+    pub(super) fn asymmetric_sign_as(
+        &self,
+        call: &Call<'_>,
+        req: &AsymmetricSignRequest,
+    ) -> Result<AsymmetricSignResponse> {
         let (key, key_version_id, handle) =
-            self.asymmetric(&req.key_id, req.key_version_id.as_deref(), KeyUsage::SignVerify)?;
+            self.asymmetric(call, &req.key_id, req.key_version_id.as_deref(), KeyUsage::SignVerify)?;
         let value = handle
             .sign_digest(
                 req.algorithm.ok_or(KmsError::MissingParameter("Algorithm"))?,
@@ -226,9 +255,13 @@ impl Kms {
     }
 
     /// AsymmetricVerify.
-    pub fn asymmetric_verify(&self, req: &AsymmetricVerifyRequest) -> Result<AsymmetricVerifyResponse> {
+    pub(super) fn asymmetric_verify_as(
+        &self,
+        call: &Call<'_>,
+        req: &AsymmetricVerifyRequest,
+    ) -> Result<AsymmetricVerifyResponse> {
         let (key, key_version_id, handle) =
-            self.asymmetric(&req.key_id, req.key_version_id.as_deref(), KeyUsage::SignVerify)?;
+            self.asymmetric(call, &req.key_id, req.key_version_id.as_deref(), KeyUsage::SignVerify)?;
         let value = handle
             .verify_digest(
                 req.algorithm.ok_or(KmsError::MissingParameter("Algorithm"))?,
@@ -244,9 +277,17 @@ impl Kms {
     }
 
     /// AsymmetricEncrypt.
-    pub fn asymmetric_encrypt(&self, req: &AsymmetricEncryptRequest) -> Result<EncryptResponse> {
-        let (key, key_version_id, handle) =
-            self.asymmetric(&req.key_id, req.key_version_id.as_deref(), KeyUsage::EncryptDecrypt)?;
+    pub(super) fn asymmetric_encrypt_as(
+        &self,
+        call: &Call<'_>,
+        req: &AsymmetricEncryptRequest,
+    ) -> Result<EncryptResponse> {
+        let (key, key_version_id, handle) = self.asymmetric(
+            call,
+            &req.key_id,
+            req.key_version_id.as_deref(),
+            KeyUsage::EncryptDecrypt,
+        )?;
         let blob = handle
             .encrypt(
                 req.algorithm.ok_or(KmsError::MissingParameter("Algorithm"))?,
@@ -261,9 +302,17 @@ impl Kms {
     }
 
     /// AsymmetricDecrypt.
-    pub fn asymmetric_decrypt(&self, req: &AsymmetricDecryptRequest) -> Result<DecryptResponse> {
-        let (key, key_version_id, handle) =
-            self.asymmetric(&req.key_id, req.key_version_id.as_deref(), KeyUsage::EncryptDecrypt)?;
+    pub(super) fn asymmetric_decrypt_as(
+        &self,
+        call: &Call<'_>,
+        req: &AsymmetricDecryptRequest,
+    ) -> Result<DecryptResponse> {
+        let (key, key_version_id, handle) = self.asymmetric(
+            call,
+            &req.key_id,
+            req.key_version_id.as_deref(),
+            KeyUsage::EncryptDecrypt,
+        )?;
         let plaintext = handle
             .decrypt(
                 req.algorithm.ok_or(KmsError::MissingParameter("Algorithm"))?,
@@ -278,10 +327,11 @@ impl Kms {
     }
 
     /// GetPublicKey: the PEM SubjectPublicKeyInfo of an asymmetric key version.
-    pub fn get_public_key(&self, req: &GetPublicKeyRequest) -> Result<GetPublicKeyResponse> {
+    pub(super) fn get_public_key_as(&self, call: &Call<'_>, req: &GetPublicKeyRequest) -> Result<GetPublicKeyResponse> {
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
-        let (key, key_version_id, handle) = self.asymmetric(&key.key_id, req.key_version_id.as_deref(), key.usage)?;
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
+        let (key, key_version_id, handle) =
+            self.asymmetric(call, &key.key_id, req.key_version_id.as_deref(), key.usage)?;
         let der = handle.public_key_der().map_err(|e| engine_error(e, "KeyId"))?;
         Ok(GetPublicKeyResponse {
             public_key: to_pem(&der),
@@ -291,7 +341,12 @@ impl Kms {
     }
 
     /// GenerateRandom: 1–1024 random bytes from the engine's generator.
-    pub fn generate_random(&self, req: &GenerateRandomRequest) -> Result<GenerateRandomResponse> {
+    pub(super) fn generate_random_as(
+        &self,
+        call: &Call<'_>,
+        req: &GenerateRandomRequest,
+    ) -> Result<GenerateRandomResponse> {
+        self.authorize_resource(call, "*".to_owned())?;
         let len = validate::random_len("Length", req.length.unwrap_or(32))?;
         let mut random = Zeroizing::new(vec![0u8; len]);
         self.engine

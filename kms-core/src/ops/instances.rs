@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{Kms, engine_error, new_id};
+use super::{Call, Kms, engine_error, new_id};
 use crate::api::{
     CheckKmsInstanceResponse, CreateKmsInstanceRequest, GetKmsInstanceResponse, KmsInstance, KmsInstanceEntry,
     KmsInstanceIdRequest, KmsInstanceIdResponse, KmsInstanceList, ListKmsInstancesResponse, PageRequest,
@@ -78,7 +78,12 @@ impl Kms {
     }
 
     /// CreateKmsInstance.
-    pub fn create_kms_instance(&self, req: &CreateKmsInstanceRequest) -> Result<KmsInstanceIdResponse> {
+    pub(super) fn create_kms_instance_as(
+        &self,
+        call: &Call<'_>,
+        req: &CreateKmsInstanceRequest,
+    ) -> Result<KmsInstanceIdResponse> {
+        self.authorize_resource(call, self.kms_arn("instance"))?;
         let product_version = req
             .product_version
             .ok_or(KmsError::MissingParameter("ProductVersion"))?;
@@ -157,7 +162,12 @@ impl Kms {
     }
 
     /// GetKmsInstance.
-    pub fn get_kms_instance(&self, req: &KmsInstanceIdRequest) -> Result<GetKmsInstanceResponse> {
+    pub(super) fn get_kms_instance_as(
+        &self,
+        call: &Call<'_>,
+        req: &KmsInstanceIdRequest,
+    ) -> Result<GetKmsInstanceResponse> {
+        self.authorize_resource(call, self.kms_arn(&format!("instance/{}", req.kms_instance_id)))?;
         let r = self.instance_by_request(&req.kms_instance_id)?;
         Ok(GetKmsInstanceResponse {
             kms_instance: KmsInstance {
@@ -174,7 +184,8 @@ impl Kms {
     }
 
     /// ListKmsInstances.
-    pub fn list_kms_instances(&self, req: &PageRequest) -> Result<ListKmsInstancesResponse> {
+    pub(super) fn list_kms_instances_as(&self, call: &Call<'_>, req: &PageRequest) -> Result<ListKmsInstancesResponse> {
+        self.authorize_resource(call, self.kms_arn("instance"))?;
         let (offset, page_number, page_size) = validate::page(req.page_number, req.page_size)?;
         let (rows, total_count) = self.store.read(|c| store::list_instances(c, offset, page_size))?;
         Ok(ListKmsInstancesResponse {
@@ -195,7 +206,12 @@ impl Kms {
 
     /// CheckKmsInstance: connects to the instance's HSM (a software instance is always
     /// reachable) and describes it, or says what failed.
-    pub fn check_kms_instance(&self, req: &KmsInstanceIdRequest) -> Result<CheckKmsInstanceResponse> {
+    pub(super) fn check_kms_instance_as(
+        &self,
+        call: &Call<'_>,
+        req: &KmsInstanceIdRequest,
+    ) -> Result<CheckKmsInstanceResponse> {
+        self.authorize_resource(call, self.kms_arn(&format!("instance/{}", req.kms_instance_id)))?;
         let r = self.instance_by_request(&req.kms_instance_id)?;
         let mut out = CheckKmsInstanceResponse {
             kms_instance_id: r.instance_id.clone(),

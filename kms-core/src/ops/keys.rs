@@ -1,7 +1,7 @@
 //! Keys: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription, EnableKey, DisableKey,
 //! SetDeletionProtection, ScheduleKeyDeletion, CancelKeyDeletion.
 
-use super::{DEFAULT_INSTANCE_ID, Kms, engine_error, format_opt, new_id};
+use super::{Call, DEFAULT_INSTANCE_ID, Kms, engine_error, format_opt, new_id};
 use crate::api::{
     CreateKeyRequest, Empty, KeyEntry, KeyIdRequest, KeyList, KeyMetadata, KeyMetadataResponse, ListKeysResponse,
     PageRequest, ScheduleKeyDeletionRequest, SetDeletionProtectionRequest, UpdateKeyDescriptionRequest,
@@ -14,8 +14,9 @@ use crate::validate;
 
 impl Kms {
     /// CreateKey.
-    pub fn create_key(&self, req: &CreateKeyRequest) -> Result<KeyMetadataResponse> {
+    pub(super) fn create_key_as(&self, call: &Call<'_>, req: &CreateKeyRequest) -> Result<KeyMetadataResponse> {
         self.sync()?;
+        self.authorize_resource(call, self.kms_arn("key"))?;
         let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
         let usage = req.key_usage.unwrap_or(spec.default_usage());
         if !spec.usages().contains(&usage) {
@@ -63,6 +64,13 @@ impl Kms {
         }
         let description = req.description.clone().unwrap_or_default();
         validate::description(&description)?;
+        let policy = match req.policy.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            Some(text) => {
+                crate::policy::PolicyDocument::parse_key_policy(text)?;
+                Some(text.to_owned())
+            }
+            None => None,
+        };
         let auto_rotation = req.enable_automatic_rotation.unwrap_or(false);
         if auto_rotation && !spec.is_symmetric() {
             return Err(KmsError::UnsupportedOperation(
@@ -113,7 +121,7 @@ impl Kms {
             primary_version: None,
             last_rotation_ms: None,
             next_rotation_ms: auto_rotation.then_some(now + interval_s * 1000),
-            policy: None,
+            policy,
         };
         // Material is made before the write transaction: RSA-4096 takes seconds, and other
         // processes must not wait on the database lock meanwhile.
@@ -161,17 +169,18 @@ impl Kms {
     }
 
     /// DescribeKey.
-    pub fn describe_key(&self, req: &KeyIdRequest) -> Result<KeyMetadataResponse> {
+    pub(super) fn describe_key_as(&self, call: &Call<'_>, req: &KeyIdRequest) -> Result<KeyMetadataResponse> {
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
-        Ok(KeyMetadataResponse {
-            key_metadata: self.metadata(&key),
-        })
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
+        let mut key_metadata = self.metadata(&key);
+        key_metadata.last_used_time = self.last_used(&key.key_id)?;
+        Ok(KeyMetadataResponse { key_metadata })
     }
 
     /// ListKeys.
-    pub fn list_keys(&self, req: &PageRequest) -> Result<ListKeysResponse> {
+    pub(super) fn list_keys_as(&self, call: &Call<'_>, req: &PageRequest) -> Result<ListKeysResponse> {
         self.sync()?;
+        self.authorize_resource(call, self.kms_arn("key"))?;
         let (offset, page_number, page_size) = validate::page(req.page_number, req.page_size)?;
         let (ids, total_count) = self.store.read(|c| store::list_keys(c, offset, page_size))?;
         let key = ids
@@ -190,26 +199,30 @@ impl Kms {
     }
 
     /// UpdateKeyDescription.
-    pub fn update_key_description(&self, req: &UpdateKeyDescriptionRequest) -> Result<Empty> {
+    pub(super) fn update_key_description_as(
+        &self,
+        call: &Call<'_>,
+        req: &UpdateKeyDescriptionRequest,
+    ) -> Result<Empty> {
         validate::description(&req.description)?;
-        self.modify_key(&req.key_id, |key| {
+        self.modify_key(call, &req.key_id, |key| {
             key.description = req.description.clone();
             Ok(())
         })
     }
 
     /// EnableKey.
-    pub fn enable_key(&self, req: &KeyIdRequest) -> Result<Empty> {
-        self.set_enabled(&req.key_id, KeyState::Enabled)
+    pub(super) fn enable_key_as(&self, call: &Call<'_>, req: &KeyIdRequest) -> Result<Empty> {
+        self.set_enabled(call, &req.key_id, KeyState::Enabled)
     }
 
     /// DisableKey.
-    pub fn disable_key(&self, req: &KeyIdRequest) -> Result<Empty> {
-        self.set_enabled(&req.key_id, KeyState::Disabled)
+    pub(super) fn disable_key_as(&self, call: &Call<'_>, req: &KeyIdRequest) -> Result<Empty> {
+        self.set_enabled(call, &req.key_id, KeyState::Disabled)
     }
 
-    fn set_enabled(&self, key_ref: &str, state: KeyState) -> Result<Empty> {
-        self.modify_key(key_ref, |key| {
+    fn set_enabled(&self, call: &Call<'_>, key_ref: &str, state: KeyState) -> Result<Empty> {
+        self.modify_key(call, key_ref, |key| {
             if matches!(key.state, KeyState::PendingDeletion | KeyState::PendingImport) {
                 return Err(KmsError::KeyStateRejected { state: key.state });
             }
@@ -219,14 +232,18 @@ impl Kms {
     }
 
     /// SetDeletionProtection.
-    pub fn set_deletion_protection(&self, req: &SetDeletionProtectionRequest) -> Result<Empty> {
+    pub(super) fn set_deletion_protection_as(
+        &self,
+        call: &Call<'_>,
+        req: &SetDeletionProtectionRequest,
+    ) -> Result<Empty> {
         let enable = req
             .enable_deletion_protection
             .ok_or(KmsError::MissingParameter("EnableDeletionProtection"))?;
         let description = req.deletion_protection_description.clone().unwrap_or_default();
         validate::description(&description)
             .map_err(|_| KmsError::invalid("DeletionProtectionDescription", "at most 8192 characters"))?;
-        self.modify_key(&req.protected_resource_arn, |key| {
+        self.modify_key(call, &req.protected_resource_arn, |key| {
             // Protection guards against scheduling; a key already pending must be cancelled first.
             if enable && key.state == KeyState::PendingDeletion {
                 return Err(KmsError::KeyStateRejected { state: key.state });
@@ -238,10 +255,10 @@ impl Kms {
     }
 
     /// ScheduleKeyDeletion.
-    pub fn schedule_key_deletion(&self, req: &ScheduleKeyDeletionRequest) -> Result<Empty> {
+    pub(super) fn schedule_key_deletion_as(&self, call: &Call<'_>, req: &ScheduleKeyDeletionRequest) -> Result<Empty> {
         let days = validate::pending_window(req.pending_window_in_days)?;
         let now = self.clock.now_ms();
-        self.modify_key(&req.key_id, |key| {
+        self.modify_key(call, &req.key_id, |key| {
             if key.deletion_protection {
                 return Err(KmsError::StateModifiedFailed(
                     "deletion protection is enabled for this key; disable it with SetDeletionProtection first".into(),
@@ -257,8 +274,8 @@ impl Kms {
     }
 
     /// CancelKeyDeletion: the key comes back Disabled (PendingImport when it has no material yet).
-    pub fn cancel_key_deletion(&self, req: &KeyIdRequest) -> Result<Empty> {
-        self.modify_key(&req.key_id, |key| {
+    pub(super) fn cancel_key_deletion_as(&self, call: &Call<'_>, req: &KeyIdRequest) -> Result<Empty> {
+        self.modify_key(call, &req.key_id, |key| {
             if key.state != KeyState::PendingDeletion {
                 return Err(KmsError::StateModifiedFailed(format!(
                     "the key is {}, not PendingDeletion",
@@ -278,9 +295,14 @@ impl Kms {
     }
 
     /// Reads a key afresh inside a write transaction, lets `change` edit it, and writes it back.
-    pub(super) fn modify_key(&self, key_ref: &str, change: impl FnOnce(&mut KeyRecord) -> Result<()>) -> Result<Empty> {
+    pub(super) fn modify_key(
+        &self,
+        call: &Call<'_>,
+        key_ref: &str,
+        change: impl FnOnce(&mut KeyRecord) -> Result<()>,
+    ) -> Result<Empty> {
         self.sync()?;
-        let key_id = self.resolve(key_ref)?.key_id.clone();
+        let key_id = self.resolve_for(call, call.action, key_ref)?.key_id.clone();
         self.write(|tx| {
             let mut key = store::get_key(tx, &key_id)?.ok_or_else(|| KmsError::KeyNotFound(key_id.clone()))?;
             change(&mut key)?;
@@ -319,6 +341,7 @@ impl Kms {
             last_rotation_date: format_opt(key.last_rotation_ms),
             next_rotation_date: format_opt(key.next_rotation_ms.filter(|_| key.auto_rotation)),
             dkms_instance_id: key.instance_id.clone(),
+            last_used_time: None,
         }
     }
 }

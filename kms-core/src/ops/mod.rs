@@ -5,15 +5,20 @@
 //! another process commits, and then drops the metadata cache; loaded key versions are
 //! immutable, so they stay cached until their key is purged.
 
+mod access;
 mod aliases;
+mod audit;
 mod crypto;
 mod instances;
 mod keys;
+mod policies;
 mod tags;
 mod token;
 mod versions;
 
-pub use token::{MAX_PIN_LEN, MIN_PIN_LEN, PinRole, TokenInfo, TokenKey, TokenView};
+pub(crate) use access::Call;
+pub use access::{CallerContext, Client, OPERATIONS};
+pub use token::{MAX_PIN_LEN, MIN_PIN_LEN, PinRole, TokenInfo, TokenKey, TokenView, hash_pin, pin_matches};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -115,6 +120,20 @@ struct MetaCache {
     next_due_ms: Option<i64>,
     keys: HashMap<String, Arc<KeyRecord>>,
     aliases: HashMap<String, String>,
+    /// Each key's compiled policy, tags and ARN, for authorization.
+    access: HashMap<String, Arc<access::KeyAccess>>,
+    /// The compiled identity policies attached to each principal (by ARN).
+    identity: HashMap<String, Arc<[Arc<crate::policy::PolicyDocument>]>>,
+}
+
+impl MetaCache {
+    /// Drops everything loaded from the store.
+    fn clear_loaded(&mut self) {
+        self.keys.clear();
+        self.aliases.clear();
+        self.access.clear();
+        self.identity.clear();
+    }
 }
 
 /// Loaded key versions: key id → version id → handle.
@@ -136,6 +155,16 @@ pub struct Kms {
     /// When (ns after `started`) the last poll that the metadata cache reflects began.
     last_poll_ns: AtomicU64,
     poll_interval: Duration,
+    /// The store's account root: who `Kms`'s own operation methods act as.
+    root: CallerContext,
+    /// Every call's record, on its way to the store.
+    audit: audit::AuditLog,
+}
+
+impl Drop for Kms {
+    fn drop(&mut self) {
+        self.audit.close();
+    }
 }
 
 impl std::fmt::Debug for Kms {
@@ -196,7 +225,11 @@ impl Kms {
     /// Opens the store in `dir` and applies any work that fell due while it was closed.
     pub fn open_with(dir: impl AsRef<Path>, options: KmsOptions) -> Result<Kms> {
         let store = Store::open(dir.as_ref(), &options.root)?;
+        let root = CallerContext::new(crate::policy::Principal::root(store.account_id())?);
+        let audit = audit::AuditLog::start(store.side_connection()?)?;
         let kms = Kms {
+            root,
+            audit,
             store,
             engine: options.engine,
             clock: options.clock,
@@ -264,8 +297,7 @@ impl Kms {
         {
             let mut meta = self.meta.write();
             meta.epoch += 1;
-            meta.keys.clear();
-            meta.aliases.clear();
+            meta.clear_loaded();
             meta.data_version = data_version;
             meta.next_due_ms = next_due;
             meta.fresh = true;
@@ -299,8 +331,7 @@ impl Kms {
         let mut meta = self.meta.write();
         meta.epoch += 1;
         meta.fresh = false;
-        meta.keys.clear();
-        meta.aliases.clear();
+        meta.clear_loaded();
     }
 
     /// A key by id, from the cache or the store.
@@ -368,8 +399,8 @@ impl Kms {
     }
 
     /// Resolves a key that must be Enabled and have `usage`.
-    fn usable(&self, key_ref: &str, usage: KeyUsage) -> Result<Arc<KeyRecord>> {
-        let key = self.resolve(key_ref)?;
+    fn usable(&self, call: &Call<'_>, action: &'static str, key_ref: &str, usage: KeyUsage) -> Result<Arc<KeyRecord>> {
+        let key = self.resolve_for(call, action, key_ref)?;
         if key.state != KeyState::Enabled {
             return Err(KmsError::KeyStateRejected { state: key.state });
         }

@@ -1,6 +1,6 @@
 //! Tags: TagResource, UntagResource, ListResourceTags.
 
-use super::Kms;
+use super::{Call, Kms};
 use crate::api::{Empty, KeyIdRequest, ListResourceTagsResponse, TagList, TagResourceRequest, UntagResourceRequest};
 use crate::error::{KmsError, Result};
 use crate::store;
@@ -8,14 +8,14 @@ use crate::validate;
 
 impl Kms {
     /// TagResource: adds tags, replacing the value of a tag key the key already has.
-    pub fn tag_resource(&self, req: &TagResourceRequest) -> Result<Empty> {
+    pub(super) fn tag_resource_as(&self, call: &Call<'_>, req: &TagResourceRequest) -> Result<Empty> {
         if req.tags.is_empty() {
             return Err(KmsError::MissingParameter("Tags"));
         }
         req.tags.iter().try_for_each(validate::tag)?;
         validate::tag_count(req.tags.len())?;
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
         self.write(|tx| {
             if store::get_key(tx, &key.key_id)?.is_none() {
                 return Err(KmsError::KeyNotFound(key.key_id.clone()));
@@ -30,12 +30,12 @@ impl Kms {
     }
 
     /// UntagResource.
-    pub fn untag_resource(&self, req: &UntagResourceRequest) -> Result<Empty> {
+    pub(super) fn untag_resource_as(&self, call: &Call<'_>, req: &UntagResourceRequest) -> Result<Empty> {
         if req.tag_keys.is_empty() {
             return Err(KmsError::MissingParameter("TagKeys"));
         }
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
         self.write(|tx| {
             for tag_key in &req.tag_keys {
                 store::delete_tag(tx, &key.key_id, tag_key)?;
@@ -46,9 +46,13 @@ impl Kms {
     }
 
     /// ListResourceTags.
-    pub fn list_resource_tags(&self, req: &KeyIdRequest) -> Result<ListResourceTagsResponse> {
+    pub(super) fn list_resource_tags_as(
+        &self,
+        call: &Call<'_>,
+        req: &KeyIdRequest,
+    ) -> Result<ListResourceTagsResponse> {
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
         let tag = self.store.read(|c| store::tags(c, &key.key_id))?;
         Ok(ListResourceTagsResponse { tags: TagList { tag } })
     }

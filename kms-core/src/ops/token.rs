@@ -11,7 +11,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::{Kms, engine_error};
+use super::{Call, Kms, engine_error};
 use crate::engine::{AEAD_IV_LEN, AEAD_TAG_LEN, CipherScheme, KeyHandle, SignScheme};
 use crate::error::{KmsError, Result};
 use crate::model::KeyUsage;
@@ -131,8 +131,9 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// `scheme$salt$hash`, hex.
-fn hash_pin(pin: &[u8]) -> Result<String> {
+/// A PIN's Argon2id hash, `scheme$salt$hash` in hex: what the store keeps, and what the PKCS#11
+/// module's configuration maps to principals.
+pub fn hash_pin(pin: &[u8]) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| KmsError::Internal(format!("OS random: {e}")))?;
     let mut out = Zeroizing::new([0u8; 32]);
@@ -142,8 +143,8 @@ fn hash_pin(pin: &[u8]) -> Result<String> {
     Ok(format!("{PIN_HASH_SCHEME}${}${}", hex(&salt), hex(out.as_ref())))
 }
 
-/// Whether `pin` matches `stored`, compared in constant time.
-fn pin_matches(pin: &[u8], stored: &str) -> Result<bool> {
+/// Whether `pin` matches a hash made by [`hash_pin`], compared in constant time.
+pub fn pin_matches(pin: &[u8], stored: &str) -> Result<bool> {
     let mut parts = stored.split('$');
     let (Some(PIN_HASH_SCHEME), Some(salt), Some(hash), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -322,9 +323,15 @@ impl Kms {
     }
 
     /// A usable key's loaded version, for the operations below.
-    fn version_handle(&self, key_id: &str, version_id: &str, usage: KeyUsage) -> Result<Arc<dyn KeyHandle>> {
+    fn version_handle(
+        &self,
+        call: &Call<'_>,
+        key_id: &str,
+        version_id: &str,
+        usage: KeyUsage,
+    ) -> Result<Arc<dyn KeyHandle>> {
         self.sync()?;
-        let key = self.usable(key_id, usage)?;
+        let key = self.usable(call, call.action, key_id, usage)?;
         self.handle(&key, version_id)
     }
 
@@ -341,57 +348,73 @@ impl Kms {
     }
 
     /// Signs pre-hashed data with one version of a SIGN/VERIFY key.
-    pub fn sign_with(&self, key_id: &str, version_id: &str, scheme: SignScheme, data: &[u8]) -> Result<Vec<u8>> {
-        self.version_handle(key_id, version_id, KeyUsage::SignVerify)?
+    pub(crate) fn sign_with_as(
+        &self,
+        call: &Call<'_>,
+        key_id: &str,
+        version_id: &str,
+        scheme: SignScheme,
+        data: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.version_handle(call, key_id, version_id, KeyUsage::SignVerify)?
             .sign(scheme, data)
             .map_err(|e| engine_error(e, "Digest"))
     }
 
     /// Verifies a signature with one version of a SIGN/VERIFY key.
-    pub fn verify_with(
+    pub(crate) fn verify_with_as(
         &self,
+        call: &Call<'_>,
         key_id: &str,
         version_id: &str,
         scheme: SignScheme,
         data: &[u8],
         signature: &[u8],
     ) -> Result<bool> {
-        self.version_handle(key_id, version_id, KeyUsage::SignVerify)?
+        self.version_handle(call, key_id, version_id, KeyUsage::SignVerify)?
             .verify(scheme, data, signature)
             .map_err(|e| engine_error(e, "Digest"))
     }
 
     /// Encrypts with the public key of one version of an asymmetric ENCRYPT/DECRYPT key.
-    pub fn encrypt_with(
+    pub(crate) fn encrypt_with_as(
         &self,
+        call: &Call<'_>,
         key_id: &str,
         version_id: &str,
         scheme: CipherScheme,
         plaintext: &[u8],
     ) -> Result<Vec<u8>> {
-        self.version_handle(key_id, version_id, KeyUsage::EncryptDecrypt)?
+        self.version_handle(call, key_id, version_id, KeyUsage::EncryptDecrypt)?
             .encrypt_with(scheme, plaintext)
             .map_err(|e| engine_error(e, "Plaintext"))
     }
 
     /// Decrypts with one version of an asymmetric ENCRYPT/DECRYPT key.
-    pub fn decrypt_with(
+    pub(crate) fn decrypt_with_as(
         &self,
+        call: &Call<'_>,
         key_id: &str,
         version_id: &str,
         scheme: CipherScheme,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
-        self.version_handle(key_id, version_id, KeyUsage::EncryptDecrypt)?
+        self.version_handle(call, key_id, version_id, KeyUsage::EncryptDecrypt)?
             .decrypt_with(scheme, ciphertext)
             .map_err(|e| engine_error(e, "CiphertextBlob"))
     }
 
-    fn symmetric_handle(&self, key_id: &str, version_id: &str, iv: &[u8]) -> Result<Arc<dyn KeyHandle>> {
+    fn symmetric_handle(
+        &self,
+        call: &Call<'_>,
+        key_id: &str,
+        version_id: &str,
+        iv: &[u8],
+    ) -> Result<Arc<dyn KeyHandle>> {
         if iv.len() != AEAD_IV_LEN {
             return Err(KmsError::invalid("Iv", format!("the IV has {AEAD_IV_LEN} bytes")));
         }
-        let handle = self.version_handle(key_id, version_id, KeyUsage::EncryptDecrypt)?;
+        let handle = self.version_handle(call, key_id, version_id, KeyUsage::EncryptDecrypt)?;
         if !handle.spec().is_symmetric() {
             return Err(KmsError::Unsupported {
                 what: "KeySpec",
@@ -403,22 +426,26 @@ impl Kms {
 
     /// AEAD-encrypts `buf` in place with one version of a symmetric key, under the caller's IV
     /// and AAD (no blob: PKCS#11's CKM_AES_GCM). Returns the tag.
-    pub fn aead_seal(
+    pub(crate) fn aead_seal_as(
         &self,
+        call: &Call<'_>,
         key_id: &str,
         version_id: &str,
         iv: &[u8],
         aad: &[u8],
         buf: &mut [u8],
     ) -> Result<[u8; AEAD_TAG_LEN]> {
-        self.symmetric_handle(key_id, version_id, iv)?
+        self.symmetric_handle(call, key_id, version_id, iv)?
             .seal_in_place(iv, aad, buf)
             .map_err(|e| engine_error(e, "Plaintext"))
     }
 
     /// AEAD-decrypts `buf` in place; any failure is `InvalidCiphertext`.
-    pub fn aead_open(
+    // The PKCS#11 CKM_AES_GCM inputs, one by one, as C_Decrypt has them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn aead_open_as(
         &self,
+        call: &Call<'_>,
         key_id: &str,
         version_id: &str,
         iv: &[u8],
@@ -426,7 +453,7 @@ impl Kms {
         buf: &mut [u8],
         tag: &[u8],
     ) -> Result<()> {
-        self.symmetric_handle(key_id, version_id, iv)?
+        self.symmetric_handle(call, key_id, version_id, iv)?
             .open_in_place(iv, aad, buf, tag)
             .map_err(super::open_error)
     }

@@ -109,11 +109,13 @@ fn the_view_shows_enabled_keys_by_label_with_the_primary_version_first() {
     // Both versions sign; the raw encoding is r || s.
     for v in versions {
         let sig = kms
+            .as_root()
             .sign_with(&ec, v, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32])
             .expect("sign");
         assert_eq!(sig.len(), 64);
         assert!(
-            kms.verify_with(&ec, v, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32], &sig)
+            kms.as_root()
+                .verify_with(&ec, v, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32], &sig)
                 .expect("verify")
         );
     }
@@ -122,7 +124,8 @@ fn the_view_shows_enabled_keys_by_label_with_the_primary_version_first() {
     let view = kms.token_view(INSTANCE).expect("view");
     assert!(view.with_label("ec1").is_empty() && view.keys.len() == 1);
     assert_eq!(
-        kms.sign_with(&ec, &v2, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32])
+        kms.as_root()
+            .sign_with(&ec, &v2, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32])
             .expect_err("disabled")
             .code(),
         "Rejected.Disabled"
@@ -136,21 +139,25 @@ fn raw_aead_round_trips_and_refuses_a_wrong_tag() {
     let version = kms.token_view(INSTANCE).expect("view").keys[0].versions[0].clone();
     let mut buf = b"attack at dawn".to_vec();
     let tag = kms
+        .as_root()
         .aead_seal(&key, &version, &[1u8; 12], b"aad", &mut buf)
         .expect("seal");
     assert_ne!(buf, b"attack at dawn");
     let mut bad = buf.clone();
     assert_eq!(
-        kms.aead_open(&key, &version, &[1u8; 12], b"other", &mut bad, &tag)
+        kms.as_root()
+            .aead_open(&key, &version, &[1u8; 12], b"other", &mut bad, &tag)
             .expect_err("aad")
             .code(),
         "InvalidCiphertext"
     );
-    kms.aead_open(&key, &version, &[1u8; 12], b"aad", &mut buf, &tag)
+    kms.as_root()
+        .aead_open(&key, &version, &[1u8; 12], b"aad", &mut buf, &tag)
         .expect("open");
     assert_eq!(buf, b"attack at dawn");
     assert_eq!(
-        kms.aead_seal(&key, "no-such-version", &[1u8; 12], b"", &mut buf)
+        kms.as_root()
+            .aead_seal(&key, "no-such-version", &[1u8; 12], b"", &mut buf)
             .expect_err("version")
             .code(),
         "Forbidden.KeyVersionNotFound"

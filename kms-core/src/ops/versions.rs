@@ -1,7 +1,7 @@
 //! Versions and rotation: CreateKeyVersion, DescribeKeyVersion, ListKeyVersions,
 //! UpdateRotationPolicy, and the due work (automatic rotation, purge after the pending window).
 
-use super::{Kms, new_id};
+use super::{Call, Kms, new_id};
 use crate::api::{
     DescribeKeyVersionRequest, Empty, KeyIdRequest, KeyPageRequest, KeyVersion, KeyVersionList, KeyVersionResponse,
     ListKeyVersionsResponse, UpdateRotationPolicyRequest,
@@ -23,9 +23,9 @@ fn version_view(v: &VersionRecord) -> KeyVersion {
 
 impl Kms {
     /// CreateKeyVersion: a new primary version (manual rotation; the only rotation for asymmetric keys).
-    pub fn create_key_version(&self, req: &KeyIdRequest) -> Result<KeyVersionResponse> {
+    pub(super) fn create_key_version_as(&self, call: &Call<'_>, req: &KeyIdRequest) -> Result<KeyVersionResponse> {
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
         if key.origin == Origin::External {
             return Err(KmsError::Unsupported {
                 what: "Origin",
@@ -58,9 +58,13 @@ impl Kms {
     }
 
     /// DescribeKeyVersion.
-    pub fn describe_key_version(&self, req: &DescribeKeyVersionRequest) -> Result<KeyVersionResponse> {
+    pub(super) fn describe_key_version_as(
+        &self,
+        call: &Call<'_>,
+        req: &DescribeKeyVersionRequest,
+    ) -> Result<KeyVersionResponse> {
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
         if req.key_version_id.is_empty() {
             return Err(KmsError::MissingParameter("KeyVersionId"));
         }
@@ -77,9 +81,13 @@ impl Kms {
     }
 
     /// ListKeyVersions.
-    pub fn list_key_versions(&self, req: &KeyPageRequest) -> Result<ListKeyVersionsResponse> {
+    pub(super) fn list_key_versions_as(
+        &self,
+        call: &Call<'_>,
+        req: &KeyPageRequest,
+    ) -> Result<ListKeyVersionsResponse> {
         self.sync()?;
-        let key = self.resolve(&req.key_id)?;
+        let key = self.resolve_for(call, call.action, &req.key_id)?;
         let (offset, page_number, page_size) = validate::page(req.page_number, req.page_size)?;
         let (versions, total_count) = self
             .store
@@ -95,7 +103,11 @@ impl Kms {
     }
 
     /// UpdateRotationPolicy.
-    pub fn update_rotation_policy(&self, req: &UpdateRotationPolicyRequest) -> Result<Empty> {
+    pub(super) fn update_rotation_policy_as(
+        &self,
+        call: &Call<'_>,
+        req: &UpdateRotationPolicyRequest,
+    ) -> Result<Empty> {
         let enable = req
             .enable_automatic_rotation
             .ok_or(KmsError::MissingParameter("EnableAutomaticRotation"))?;
@@ -104,7 +116,7 @@ impl Kms {
             .as_deref()
             .map(validate::rotation_interval)
             .transpose()?;
-        self.modify_key(&req.key_id, |key| {
+        self.modify_key(call, &req.key_id, |key| {
             if enable && !key.spec.is_symmetric() {
                 return Err(KmsError::UnsupportedOperation(
                     "asymmetric keys rotate only on request (CreateKeyVersion), not automatically".into(),

@@ -4,8 +4,11 @@
 //! Software key material is sealed under the root key before it is written; the root key comes
 //! from a key file (made on first use, mode 0600) or a passphrase through Argon2id.
 
+mod access;
 mod schema;
 mod seal;
+
+pub use access::*;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -259,6 +262,17 @@ impl Store {
             account_id,
             region,
         })
+    }
+
+    /// A second connection to the same database, for a writer that must not wait for the
+    /// main connection's lock (the audit trail's).
+    pub fn side_connection(&self) -> Result<Connection> {
+        let conn = Connection::open(self.dir.join(DB_FILE))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // NORMAL in WAL mode: a commit survives a process crash; only a power loss can take the
+        // last commits back, which is the audit writer's documented window anyway.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(conn)
     }
 
     /// The store directory.

@@ -86,6 +86,38 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO instances (instance_id, product_version, description, created_ms)
         VALUES ('kst-default', 'software', 'the default software instance', 0);
     "#,
+    // 4: who may do what (identity policies and their attachments; key policies live in
+    // keys.policy) and the audit trail of every call.
+    r#"
+    CREATE TABLE policies (
+        policy_name TEXT PRIMARY KEY,
+        description TEXT NOT NULL DEFAULT '',
+        document    TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE policy_attachments (
+        principal   TEXT NOT NULL,
+        policy_name TEXT NOT NULL REFERENCES policies (policy_name),
+        attached_ms INTEGER NOT NULL,
+        PRIMARY KEY (principal, policy_name)
+    ) STRICT;
+    CREATE INDEX attachments_by_policy ON policy_attachments (policy_name);
+    CREATE TABLE audit (
+        event_id   INTEGER PRIMARY KEY,
+        time_ms    INTEGER NOT NULL,
+        principal  TEXT NOT NULL,
+        source_ip  TEXT,
+        action     TEXT NOT NULL,
+        resource   TEXT NOT NULL,
+        key_id     TEXT,
+        result     TEXT NOT NULL,
+        error_code TEXT
+    ) STRICT;
+    CREATE INDEX audit_by_time ON audit (time_ms);
+    CREATE INDEX audit_by_key ON audit (key_id, time_ms) WHERE key_id IS NOT NULL;
+    CREATE INDEX audit_by_principal ON audit (principal, time_ms);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,6 +1,8 @@
 //! Sessions and login.
 
 use cryptoki_sys::*;
+use std::sync::Arc;
+
 use kms_core::PinRole;
 use zeroize::Zeroizing;
 
@@ -37,8 +39,8 @@ pub fn info(session: CK_SESSION_HANDLE) -> Result<CK_SESSION_INFO> {
     let state = match (&*m.login.read(), rw) {
         (Login::Public, false) => CKS_RO_PUBLIC_SESSION,
         (Login::Public, true) => CKS_RW_PUBLIC_SESSION,
-        (Login::User, false) => CKS_RO_USER_FUNCTIONS,
-        (Login::User, true) => CKS_RW_USER_FUNCTIONS,
+        (Login::User(_), false) => CKS_RO_USER_FUNCTIONS,
+        (Login::User(_), true) => CKS_RW_USER_FUNCTIONS,
         (Login::SecurityOfficer(_), _) => CKS_RW_SO_FUNCTIONS,
     };
     Ok(CK_SESSION_INFO {
@@ -61,25 +63,38 @@ pub fn login(session: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: &[u8]) ->
         _ => return Err(Ckr::CKR_USER_TYPE_INVALID),
     };
     match (&*m.login.read(), role) {
-        (Login::User, PinRole::User) | (Login::SecurityOfficer(_), PinRole::SecurityOfficer) => {
+        (Login::User(_), PinRole::User) | (Login::SecurityOfficer(_), PinRole::SecurityOfficer) => {
             return Err(Ckr::CKR_USER_ALREADY_LOGGED_IN);
         }
-        (Login::User, _) | (Login::SecurityOfficer(_), _) => return Err(Ckr::CKR_USER_ANOTHER_ALREADY_LOGGED_IN),
+        (Login::User(_), _) | (Login::SecurityOfficer(_), _) => return Err(Ckr::CKR_USER_ANOTHER_ALREADY_LOGGED_IN),
         (Login::Public, _) => {}
     }
     if role == PinRole::SecurityOfficer && m.sessions_open().1 {
         return Err(Ckr::CKR_SESSION_READ_ONLY_EXISTS);
     }
     let checked = m.kms.check_pin(m.instance(), role, pin);
-    if let Err(e) = &checked {
-        tracing::warn!(role = ?role, code = e.code(), "login refused");
-    }
-    checked?;
-    *m.login.write() = match role {
-        PinRole::User => Login::User,
-        PinRole::SecurityOfficer => Login::SecurityOfficer(Zeroizing::new(pin.to_vec())),
+    // The token's user PIN acts as the configured principal; the other user PINs of the
+    // configuration as theirs.
+    let user = match (&checked, role) {
+        (Ok(()), PinRole::User) => Some(Arc::clone(&m.default_caller)),
+        (Err(kms_core::KmsError::PinIncorrect), PinRole::User) => m.caller_for_pin(pin)?,
+        _ => None,
     };
-    tracing::info!(role = ?role, "logged in");
+    let login = match (role, user) {
+        (PinRole::User, Some(caller)) => Login::User(caller),
+        (PinRole::SecurityOfficer, _) if checked.is_ok() => Login::SecurityOfficer(Zeroizing::new(pin.to_vec())),
+        _ => {
+            let e = checked.err().unwrap_or(kms_core::KmsError::PinIncorrect);
+            tracing::warn!(role = ?role, code = e.code(), "login refused");
+            return Err(e.into());
+        }
+    };
+    if let Login::User(caller) = &login {
+        tracing::info!(role = ?role, principal = %caller.principal(), "logged in");
+    } else {
+        tracing::info!(role = ?role, "logged in");
+    }
+    *m.login.write() = login;
     Ok(())
 }
 

@@ -1,0 +1,214 @@
+//! Rows of who may do what: identity policies, their attachments to principals, key policies
+//! (a column of `keys`), and the audit trail.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{count, sql_offset};
+use crate::error::Result;
+
+/// An identity policy as stored.
+#[derive(Debug, Clone)]
+pub struct PolicyRecord {
+    pub policy_name: String,
+    pub description: String,
+    pub document: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+fn policy_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PolicyRecord> {
+    Ok(PolicyRecord {
+        policy_name: row.get(0)?,
+        description: row.get(1)?,
+        document: row.get(2)?,
+        created_ms: row.get(3)?,
+        updated_ms: row.get(4)?,
+    })
+}
+
+const POLICY_COLUMNS: &str = "policy_name, description, document, created_ms, updated_ms";
+
+/// Inserts a policy; false when the name is taken.
+pub fn insert_policy(conn: &Connection, p: &PolicyRecord) -> Result<bool> {
+    let n = conn.execute(
+        &format!("INSERT OR IGNORE INTO policies ({POLICY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+        params![p.policy_name, p.description, p.document, p.created_ms, p.updated_ms],
+    )?;
+    Ok(n == 1)
+}
+
+/// A policy by name.
+pub fn get_policy(conn: &Connection, name: &str) -> Result<Option<PolicyRecord>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {POLICY_COLUMNS} FROM policies WHERE policy_name = ?1"))?
+        .query_row([name], policy_from_row)
+        .optional()?)
+}
+
+/// Replaces a policy's document; false when there is no such policy.
+pub fn update_policy_document(conn: &Connection, name: &str, document: &str, now_ms: i64) -> Result<bool> {
+    let n = conn.execute(
+        "UPDATE policies SET document = ?2, updated_ms = ?3 WHERE policy_name = ?1",
+        params![name, document, now_ms],
+    )?;
+    Ok(n == 1)
+}
+
+/// Deletes a policy; false when there is no such policy.
+pub fn delete_policy(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM policies WHERE policy_name = ?1", [name])? == 1)
+}
+
+/// How many principals a policy is attached to.
+pub fn attachment_count(conn: &Connection, name: &str) -> Result<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM policy_attachments WHERE policy_name = ?1",
+        [name],
+        |r| r.get(0),
+    )?;
+    Ok(count(n))
+}
+
+/// A page of policies by name, and the total.
+pub fn list_policies(conn: &Connection, offset: u64, limit: u32) -> Result<(Vec<PolicyRecord>, u64)> {
+    let total: i64 = conn.query_row("SELECT COUNT(*) FROM policies", [], |r| r.get(0))?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {POLICY_COLUMNS} FROM policies ORDER BY policy_name LIMIT ?1 OFFSET ?2"
+        ))?
+        .query_map(params![limit, sql_offset(offset)], policy_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, count(total)))
+}
+
+/// Attaches a policy to a principal (by ARN); false when it already was.
+pub fn attach_policy(conn: &Connection, principal: &str, name: &str, now_ms: i64) -> Result<bool> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO policy_attachments (principal, policy_name, attached_ms) VALUES (?1, ?2, ?3)",
+        params![principal, name, now_ms],
+    )?;
+    Ok(n == 1)
+}
+
+/// Detaches a policy from a principal; false when it was not attached.
+pub fn detach_policy(conn: &Connection, principal: &str, name: &str) -> Result<bool> {
+    let n = conn.execute(
+        "DELETE FROM policy_attachments WHERE principal = ?1 AND policy_name = ?2",
+        params![principal, name],
+    )?;
+    Ok(n == 1)
+}
+
+/// The policies attached to a principal, by name.
+pub fn policies_of(conn: &Connection, principal: &str) -> Result<Vec<PolicyRecord>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT p.policy_name, p.description, p.document, p.created_ms, p.updated_ms \
+             FROM policy_attachments a JOIN policies p ON p.policy_name = a.policy_name \
+             WHERE a.principal = ?1 ORDER BY p.policy_name",
+        )?
+        .query_map([principal], policy_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Sets (or, with `None`, removes) a key's policy.
+pub fn set_key_policy(conn: &Connection, key_id: &str, policy: Option<&str>) -> Result<bool> {
+    let n = conn.execute("UPDATE keys SET policy = ?2 WHERE key_id = ?1", params![key_id, policy])?;
+    Ok(n == 1)
+}
+
+/// One audit record as stored: no key material and no data, only who did what to which
+/// resource and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub event_id: i64,
+    pub time_ms: i64,
+    pub principal: String,
+    pub source_ip: Option<String>,
+    pub action: String,
+    pub resource: String,
+    pub key_id: Option<String>,
+    pub result: String,
+    pub error_code: Option<String>,
+}
+
+/// Appends audit records (the `event_id`s are assigned here).
+pub fn insert_audit(conn: &Connection, records: &[AuditRecord]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO audit (time_ms, principal, source_ip, action, resource, key_id, result, error_code) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for r in records {
+        stmt.execute(params![
+            r.time_ms,
+            r.principal,
+            r.source_ip,
+            r.action,
+            r.resource,
+            r.key_id,
+            r.result,
+            r.error_code
+        ])?;
+    }
+    Ok(())
+}
+
+/// What to select from the audit trail; `None` matches anything.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub key_id: Option<String>,
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+}
+
+/// A page of audit records, newest first, and the total that match.
+pub fn query_audit(conn: &Connection, f: &AuditFilter, offset: u64, limit: u32) -> Result<(Vec<AuditRecord>, u64)> {
+    const WHERE: &str = "WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR principal = ?2) \
+         AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR time_ms >= ?4) AND (?5 IS NULL OR time_ms < ?5)";
+    let args = params![f.key_id, f.principal, f.action, f.start_ms, f.end_ms];
+    let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM audit {WHERE}"), args, |r| r.get(0))?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT event_id, time_ms, principal, source_ip, action, resource, key_id, result, error_code \
+             FROM audit {WHERE} ORDER BY time_ms DESC, event_id DESC LIMIT ?6 OFFSET ?7"
+        ))?
+        .query_map(
+            params![
+                f.key_id,
+                f.principal,
+                f.action,
+                f.start_ms,
+                f.end_ms,
+                limit,
+                sql_offset(offset)
+            ],
+            |row| {
+                Ok(AuditRecord {
+                    event_id: row.get(0)?,
+                    time_ms: row.get(1)?,
+                    principal: row.get(2)?,
+                    source_ip: row.get(3)?,
+                    action: row.get(4)?,
+                    resource: row.get(5)?,
+                    key_id: row.get(6)?,
+                    result: row.get(7)?,
+                    error_code: row.get(8)?,
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, count(total)))
+}
+
+/// When a key was last used for cryptography (a successful call of one of `actions`).
+pub fn last_used(conn: &Connection, key_id: &str, actions: &[&str]) -> Result<Option<i64>> {
+    let list = actions.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ");
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT MAX(time_ms) FROM audit WHERE key_id = ?1 AND result = 'Success' AND action IN ({list})"
+        ))?
+        .query_row([key_id], |r| r.get(0))?)
+}
