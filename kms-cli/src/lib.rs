@@ -7,7 +7,7 @@ pub mod demo;
 use std::path::PathBuf;
 
 use kms_core::api::*;
-use kms_core::{Kms, KmsError, KmsOptions};
+use kms_core::{CallerContext, Client, Kms, KmsError, KmsOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -103,7 +103,7 @@ macro_rules! actions {
         pub const ACTIONS: &[&str] = &[$($name),+];
 
         /// Runs one API action with its parameters and returns the response JSON.
-        pub fn run_action(kms: &Kms, action: &str, params: Map<String, Value>) -> Result<Value, CliError> {
+        pub fn run_action(kms: &Client<'_>, action: &str, params: Map<String, Value>) -> Result<Value, CliError> {
             match action {
                 $($name => call(params, |r: &$req| kms.$method(r)),)+
                 _ => Err(CliError {
@@ -153,6 +153,36 @@ actions! {
     "GetKmsInstance" => get_kms_instance(KmsInstanceIdRequest),
     "ListKmsInstances" => list_kms_instances(PageRequest),
     "CheckKmsInstance" => check_kms_instance(KmsInstanceIdRequest),
+    "SetKeyPolicy" => set_key_policy(SetKeyPolicyRequest),
+    "GetKeyPolicy" => get_key_policy(KeyIdRequest),
+    "CreatePolicy" => create_policy(CreatePolicyRequest),
+    "GetPolicy" => get_policy(PolicyNameRequest),
+    "UpdatePolicy" => update_policy(UpdatePolicyRequest),
+    "DeletePolicy" => delete_policy(PolicyNameRequest),
+    "ListPolicies" => list_policies(PageRequest),
+    "AttachPolicyToUser" => attach_policy_to_user(UserPolicyRequest),
+    "DetachPolicyFromUser" => detach_policy_from_user(UserPolicyRequest),
+    "AttachPolicyToRole" => attach_policy_to_role(RolePolicyRequest),
+    "DetachPolicyFromRole" => detach_policy_from_role(RolePolicyRequest),
+    "ListPoliciesForUser" => list_policies_for_user(UserRequest),
+    "ListPoliciesForRole" => list_policies_for_role(RoleRequest),
+    "LookupEvents" => lookup_events(LookupEventsRequest),
+}
+
+/// The caller `--principal` and `--source-ip` name; the store's account root when neither is
+/// given.
+pub fn caller(kms: &Kms, principal: Option<&str>, source_ip: Option<&str>) -> Result<CallerContext, CliError> {
+    let mut caller = match principal.filter(|p| !p.is_empty()) {
+        Some(p) => CallerContext::new(kms_core::policy::Principal::parse(p)?),
+        None => kms.root_caller().clone(),
+    };
+    if let Some(ip) = source_ip.filter(|ip| !ip.is_empty()) {
+        let ip = ip
+            .parse()
+            .map_err(|_| CliError::usage(format!("--source-ip {ip:?} is not an IP address")))?;
+        caller = caller.with_source_ip(ip);
+    }
+    Ok(caller)
 }
 
 /// Opens the store named by `--store`, else `TESSERA_STORE`, else the per-user default.

@@ -23,6 +23,15 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     store: Option<PathBuf>,
 
+    /// Act as this RAM principal, e.g. acs:ram::1234567890123456:user/alice [default: the
+    /// store's account root]
+    #[arg(long, global = true, value_name = "ARN")]
+    principal: Option<String>,
+
+    /// The caller's source address, for policies' acs:SourceIp conditions
+    #[arg(long = "source-ip", global = true, value_name = "IP")]
+    source_ip: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -75,6 +84,13 @@ enum TokenCommand {
         #[arg(long, env = "TESSERA_PIN", hide_env_values = true)]
         pin: String,
     },
+    /// Print the Argon2id hash of a PIN, for `pin_principals` in the PKCS#11 module's
+    /// configuration (a user PIN that acts as its own principal).
+    HashPin {
+        /// The PIN [env: TESSERA_PIN].
+        #[arg(long, env = "TESSERA_PIN", hide_env_values = true)]
+        pin: String,
+    },
     /// Change a PIN (the user's, or the SO's with --so).
     SetPin {
         /// Change the SO PIN instead of the user PIN.
@@ -92,6 +108,9 @@ enum TokenCommand {
 fn token(kms: &kms_core::Kms, instance: &str, command: TokenCommand) -> Result<Value, CliError> {
     match command {
         TokenCommand::Info => {}
+        TokenCommand::HashPin { pin } => {
+            return Ok(json!({ "PinHash": kms_core::hash_pin(pin.as_bytes())? }));
+        }
         TokenCommand::Init { label, so_pin } => kms.init_token(instance, so_pin.as_bytes(), &label)?,
         TokenCommand::InitPin { so_pin, pin } => kms.init_user_pin(instance, so_pin.as_bytes(), pin.as_bytes())?,
         TokenCommand::SetPin { so, old_pin, new_pin } => {
@@ -142,7 +161,11 @@ fn run(cli: Cli, request_id: &str) -> Result<Value, CliError> {
             })?;
             let params = parse_params(rest)?;
             let kms = open_store(cli.store)?;
-            Ok(with_request_id(run_action(&kms, action, params)?, request_id))
+            let caller = kms_cli::caller(&kms, cli.principal.as_deref(), cli.source_ip.as_deref())?;
+            Ok(with_request_id(
+                run_action(&kms.as_caller(&caller), action, params)?,
+                request_id,
+            ))
         }
     }
 }

@@ -16,14 +16,16 @@ use std::time::{Duration, Instant};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use criterion::{Criterion, Throughput};
-use kms_core::Kms;
 use kms_core::api::{
-    AsymmetricSignRequest, Bytes, CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateRandomRequest, KeyIdRequest,
+    AsymmetricSignRequest, Bytes, CreateKeyRequest, CreatePolicyRequest, DecryptRequest, EncryptRequest,
+    GenerateRandomRequest, KeyIdRequest, UserPolicyRequest,
 };
 use kms_core::blob::{self, EncryptionContext};
 use kms_core::engine::{AEAD_IV_LEN, Engine, KeyHandle, SoftwareEngine, VersionRef};
 use kms_core::model::{KeySpec, KeyUsage, SigningAlgorithm, SymmetricAlgorithm};
+use kms_core::policy::Principal;
 use kms_core::store::{RootKeySource, Store};
+use kms_core::{CallerContext, Kms};
 use p256::elliptic_curve::Generate;
 use rsa::signature::hazmat::PrehashSigner;
 use sha2::{Digest, Sha256};
@@ -35,6 +37,8 @@ const MSG_LEN: usize = 4096;
 /// goes last, after the connections into it.
 struct Fixture {
     kms: Kms,
+    /// A RAM user whose ten-statement identity policy allows Encrypt in its last statement.
+    user: CallerContext,
     /// A second connection to the same database, to time `PRAGMA data_version` alone.
     store: Store,
     aes_key_id: String,
@@ -63,6 +67,47 @@ fn create_key(kms: &Kms, spec: KeySpec, usage: KeyUsage) -> String {
     .expect("CreateKey")
     .key_metadata
     .key_id
+}
+
+/// A RAM user with an identity policy of ten statements, as a real one looks: nine that do not
+/// apply to Encrypt (other actions, a Deny that does not match, conditions on source address,
+/// time and tags) and a last one that allows Encrypt on this key under an IP condition.
+fn ten_statement_user(kms: &Kms, key_id: &str) -> CallerContext {
+    let account = kms.account_id().to_owned();
+    let key_arn = format!("acs:kms:local:{account}:key/{key_id}");
+    let document = format!(
+        r#"{{"Version": "1", "Statement": [
+  {{"Effect": "Allow", "Action": ["kms:List*", "kms:Describe*"], "Resource": ["*"]}},
+  {{"Effect": "Allow", "Action": "kms:CreateKey", "Resource": "acs:kms:*:{account}:key"}},
+  {{"Effect": "Allow", "Action": ["kms:TagResource", "kms:UntagResource"], "Resource": "acs:kms:*:*:key/*"}},
+  {{"Effect": "Deny", "Action": "kms:ScheduleKeyDeletion", "Resource": "*"}},
+  {{"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "acs:kms:*:*:key/*",
+    "Condition": {{"StringEqualsIgnoreCase": {{"kms:tag/Project": "Apollo"}}}}}},
+  {{"Effect": "Allow", "Action": "kms:GenerateDataKey", "Resource": "*",
+    "Condition": {{"DateLessThan": {{"acs:CurrentTime": "2099-01-01T00:00:00Z"}}}}}},
+  {{"Effect": "Allow", "Action": ["kms:AsymmetricSign", "kms:AsymmetricVerify"], "Resource": "acs:kms:*:*:key/*"}},
+  {{"Effect": "Deny", "Action": "kms:*", "Resource": "*",
+    "Condition": {{"NotIpAddress": {{"acs:SourceIp": ["10.0.0.0/8", "192.168.0.0/16"]}}}}}},
+  {{"Effect": "Allow", "Action": "kms:GetPublicKey", "Resource": "*"}},
+  {{"Effect": "Allow", "Action": ["kms:Encrypt"], "Resource": ["{key_arn}"],
+    "Condition": {{"IpAddress": {{"acs:SourceIp": "10.0.0.0/8"}}}}}}
+]}}"#
+    );
+    kms.create_policy(&CreatePolicyRequest {
+        policy_name: "bench-ten-statements".into(),
+        policy_document: document,
+        description: None,
+    })
+    .expect("CreatePolicy");
+    kms.attach_policy_to_user(&UserPolicyRequest {
+        policy_name: "bench-ten-statements".into(),
+        policy_type: None,
+        user_name: "bench".into(),
+        account_id: None,
+    })
+    .expect("AttachPolicyToUser");
+    let principal = Principal::user(&account, "bench").expect("a user principal");
+    CallerContext::new(principal).with_source_ip([10, 1, 2, 3].into())
 }
 
 fn context2() -> EncryptionContext {
@@ -137,8 +182,13 @@ impl Fixture {
         let rsa_key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).expect("an RSA-2048 key");
         let raw_rsa = rsa::pkcs1v15::SigningKey::<Sha256>::new(rsa_key);
 
+        let user = ten_statement_user(&kms, &aes_key_id);
+        let user_sealed = kms.as_caller(&user).encrypt(&encrypt).expect("Encrypt as the RAM user");
+        assert_eq!(user_sealed.key_id, aes_key_id);
+
         Fixture {
             kms,
+            user,
             store,
             aes_key_id,
             aes_version_id,
@@ -163,6 +213,13 @@ impl Fixture {
 
     fn kms_encrypt(&self) -> kms_core::api::EncryptResponse {
         self.kms.encrypt(&self.encrypt).expect("Encrypt")
+    }
+
+    fn kms_encrypt_as_user(&self) -> kms_core::api::EncryptResponse {
+        self.kms
+            .as_caller(&self.user)
+            .encrypt(&self.encrypt)
+            .expect("Encrypt as the RAM user")
     }
 
     fn kms_encrypt_ctx(&self) -> kms_core::api::EncryptResponse {
@@ -233,6 +290,7 @@ fn criterion_benches(c: &mut Criterion, f: &Fixture) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("kms", |b| b.iter(|| f.kms_encrypt()));
     g.bench_function("kms_ctx2", |b| b.iter(|| f.kms_encrypt_ctx()));
+    g.bench_function("kms_user_policy10", |b| b.iter(|| f.kms_encrypt_as_user()));
     g.bench_function("raw", |b| b.iter(|| f.raw_encrypt()));
     g.finish();
 
@@ -379,6 +437,12 @@ fn print_table(f: &Fixture) {
         (
             "decrypt_4KiB",
             Box::new(|| compare(&mut || f.kms_decrypt(), &mut || f.raw_decrypt(), budget)),
+        ),
+        // The policy check: a RAM user under a ten-statement identity policy against the account
+        // root on a key without a policy (nothing to evaluate). Target: >= 95%.
+        (
+            "encrypt_4KiB/policy10_vs_root",
+            Box::new(|| compare(&mut || f.kms_encrypt_as_user(), &mut || f.kms_encrypt(), budget)),
         ),
         (
             "decrypt_4KiB/raw_zeroized",

@@ -19,6 +19,9 @@ use crate::store::{self, AuditRecord};
 
 /// How long records may wait in the queue before the writer stores them.
 const WRITE_INTERVAL: Duration = Duration::from_millis(20);
+/// The most records that may wait: a caller that finds the queue this full waits for the writer,
+/// so that calls faster than SQLite can store them cannot grow memory without bound.
+const MAX_PENDING: usize = 65_536;
 /// How long a flush waits for the writer before it gives up.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -106,6 +109,10 @@ impl AuditLog {
     /// Queues one call's record.
     pub fn record(&self, event: AuditEvent) {
         let mut q = self.shared.queue.lock();
+        while q.pending.len() >= MAX_PENDING && !q.closing {
+            self.shared.wake.notify_one();
+            self.shared.stored.wait_for(&mut q, WRITE_INTERVAL);
+        }
         q.pending.push(event);
         q.queued += 1;
     }

@@ -134,6 +134,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// A PIN's Argon2id hash, `scheme$salt$hash` in hex: what the store keeps, and what the PKCS#11
 /// module's configuration maps to principals.
 pub fn hash_pin(pin: &[u8]) -> Result<String> {
+    check_pin(pin)?;
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| KmsError::Internal(format!("OS random: {e}")))?;
     let mut out = Zeroizing::new([0u8; 32]);
