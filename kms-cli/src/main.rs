@@ -152,6 +152,11 @@ fn run(cli: Cli, request_id: &str) -> Result<Value, CliError> {
             Ok(Value::Null)
         }
         Command::Actions => Ok(json!({ "Actions": ACTIONS })),
+        // Hashing a PIN needs no store (and must not create one).
+        Command::Token {
+            command: TokenCommand::HashPin { pin },
+            ..
+        } => Ok(json!({ "PinHash": kms_core::hash_pin(pin.as_bytes())? })),
         Command::Token { command, instance } => token(&open_store(cli.store)?, &instance, command),
         Command::Action(args) => {
             let (action, rest) = args.split_first().ok_or_else(|| CliError {

@@ -473,6 +473,107 @@ fn every_action_succeeds_through_the_binary() {
     assert_eq!(in_b["KeyMetadata"]["DKMSInstanceId"], instance.as_str());
     assert_eq!(in_b["KeyMetadata"]["ProtectionLevel"], "SOFTWARE");
 
+    // ---- key policies, RAM policies and the audit trail
+    let (_, init, _) = tessera(s.store(), &["init"]);
+    let account = text(&init, "/AccountId");
+    let default_policy = s.ok(&["GetKeyPolicy", "--KeyId", "alias/app"]);
+    assert!(
+        text(&default_policy, "/Policy").contains(&format!("acs:ram::{account}:root")),
+        "{default_policy}"
+    );
+    let key_policy = json!({"Version": "1", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"RAM": [format!("acs:ram::{account}:root"), format!("acs:ram::{account}:user/app-user")]},
+        "Action": ["kms:*"],
+        "Resource": ["*"],
+    }]})
+    .to_string();
+    s.ok(&["SetKeyPolicy", "--KeyId", "alias/app", "--Policy", &key_policy]);
+    let got = s.ok(&["GetKeyPolicy", "--KeyId", "alias/app"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text(&got, "/Policy")).ok(),
+        serde_json::from_str::<Value>(&key_policy).ok()
+    );
+    let encrypt_only = json!({"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": ["kms:Encrypt"], "Resource": [arn.clone()]},
+    ]})
+    .to_string();
+    let encrypt_and_decrypt = json!({"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": [arn.clone()]},
+    ]})
+    .to_string();
+    let made = s.ok(&[
+        "CreatePolicy",
+        "--PolicyName",
+        "app-crypto",
+        "--PolicyDocument",
+        &encrypt_only,
+        "--Description",
+        "the app's cryptography",
+    ]);
+    assert_eq!(made["Policy"]["PolicyName"], "app-crypto");
+    s.ok(&[
+        "UpdatePolicy",
+        "--PolicyName",
+        "app-crypto",
+        "--PolicyDocument",
+        &encrypt_and_decrypt,
+    ]);
+    let got = s.ok(&["GetPolicy", "--PolicyName", "app-crypto"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text(&got, "/PolicyDocument")).ok(),
+        serde_json::from_str::<Value>(&encrypt_and_decrypt).ok()
+    );
+    s.ok(&[
+        "AttachPolicyToUser",
+        "--PolicyName",
+        "app-crypto",
+        "--UserName",
+        "app-user",
+    ]);
+    s.ok(&[
+        "AttachPolicyToRole",
+        "--PolicyName",
+        "app-crypto",
+        "--RoleName",
+        "app-role",
+    ]);
+    let for_user = s.ok(&["ListPoliciesForUser", "--UserName", "app-user"]);
+    assert_eq!(for_user["Policies"]["Policy"][0]["PolicyName"], "app-crypto");
+    let for_role = s.ok(&["ListPoliciesForRole", "--RoleName", "app-role"]);
+    assert_eq!(for_role["Policies"]["Policy"][0]["PolicyName"], "app-crypto");
+    let policies = s.ok(&["ListPolicies"]);
+    assert_eq!(policies["TotalCount"], 1, "{policies}");
+    assert_eq!(policies["Policies"]["Policy"][0]["AttachmentCount"], 2, "{policies}");
+    s.err(
+        &["DeletePolicy", "--PolicyName", "app-crypto"],
+        "DeleteConflict.Policy.User",
+    );
+    s.ok(&[
+        "DetachPolicyFromUser",
+        "--PolicyName",
+        "app-crypto",
+        "--UserName",
+        "app-user",
+    ]);
+    s.ok(&[
+        "DetachPolicyFromRole",
+        "--PolicyName",
+        "app-crypto",
+        "--RoleName",
+        "app-role",
+    ]);
+    s.ok(&["DeletePolicy", "--PolicyName", "app-crypto"]);
+    s.err(&["GetPolicy", "--PolicyName", "app-crypto"], "EntityNotExist.Policy");
+    let deletions = s.ok(&["LookupEvents", "--Action", "DeletePolicy"]);
+    let results: Vec<&str> = deletions["Events"]["Event"]
+        .as_array()
+        .expect("an Event list")
+        .iter()
+        .map(|e| e["Result"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(results, ["Success", "Failure"], "newest first: {deletions}");
+
     // Every listed action was called successfully at least once.
     let actions = listed_actions(s.store());
     let missing: Vec<&String> = actions.difference(&s.called).collect();
@@ -1143,4 +1244,751 @@ fn token_commands_set_label_and_pins_as_pkcs11_tool_does() {
     let info = token_ok(store, &["token", "init", "--label", "again", "--so-pin", "5678"]);
     assert_eq!(info["UserPinInitialized"], false);
     ok(store, &["DescribeKey", "--KeyId", &key]);
+}
+
+// ---------------------------------------------------------------- authorization
+
+/// The store's account id, as `tessera init` reports it.
+fn account_of(store: &Path) -> String {
+    let (success, out, stderr) = tessera(store, &["init"]);
+    assert!(success, "tessera init: {stderr}");
+    text(&out, "/AccountId")
+}
+
+/// An identity or key policy document: its statements under Version 1.
+fn policy_document(statements: Value) -> String {
+    json!({"Version": "1", "Statement": statements}).to_string()
+}
+
+/// The JSON a policy text holds (documents compare as JSON, not as text).
+fn parsed(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not a JSON policy ({e}): {text}"))
+}
+
+/// A refusal of the policies: Forbidden.NoPermission, HTTP 403, naming the action.
+fn denied(store: &Path, args: &[&str], action: &str) -> Value {
+    let e = err(store, args, "Forbidden.NoPermission");
+    assert_eq!(e["HttpStatus"], 403, "tessera {args:?}: {e}");
+    assert!(
+        text(&e, "/Message").contains(action),
+        "tessera {args:?}: the message names {action}: {e}"
+    );
+    e
+}
+
+/// The events LookupEvents lists with these filters, oldest first, as (Action, KeyId, Result,
+/// ErrorCode); "" for a missing KeyId or ErrorCode.
+fn audit(store: &Path, filters: &[&str]) -> Vec<(String, String, String, String)> {
+    let mut args = vec!["LookupEvents", "--PageSize", "100"];
+    args.extend_from_slice(filters);
+    let answer = ok(store, &args);
+    let events = answer["Events"]["Event"].as_array().expect("an Event list");
+    assert_eq!(
+        answer["TotalCount"].as_u64(),
+        Some(events.len() as u64),
+        "one page holds them all: {answer}"
+    );
+    let field = |e: &Value, name: &str| e[name].as_str().unwrap_or_default().to_owned();
+    let mut out: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                field(e, "Action"),
+                field(e, "KeyId"),
+                field(e, "Result"),
+                field(e, "ErrorCode"),
+            )
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+/// An expected audit event: allowed (Success) or refused by the policies.
+fn event(action: &str, key: &str, allowed: bool) -> (String, String, String, String) {
+    (
+        action.to_owned(),
+        key.to_owned(),
+        if allowed { "Success" } else { "Failure" }.to_owned(),
+        if allowed { "" } else { "Forbidden.NoPermission" }.to_owned(),
+    )
+}
+
+#[test]
+fn principals_act_under_their_identity_policies() {
+    let dir = TempDir::new().expect("temp dir");
+    let store = dir.path();
+    let account = account_of(store);
+    let alice = format!("acs:ram::{account}:user/alice");
+    let bob = format!("acs:ram::{account}:user/bob");
+    let key = create_key(store, &[]);
+    let other = create_key(store, &[]);
+    let key_arn = text(&ok(store, &["DescribeKey", "--KeyId", &key]), "/KeyMetadata/Arn");
+    let other_arn = text(&ok(store, &["DescribeKey", "--KeyId", &other]), "/KeyMetadata/Arn");
+
+    // The root writes alice a policy: Encrypt and Decrypt on one key, by its ARN.
+    let document = policy_document(json!([{
+        "Effect": "Allow",
+        "Action": ["kms:Encrypt", "kms:Decrypt"],
+        "Resource": [key_arn],
+    }]));
+    let created = ok(
+        store,
+        &[
+            "CreatePolicy",
+            "--PolicyName",
+            "alice-encrypt",
+            "--PolicyDocument",
+            &document,
+            "--Description",
+            "alice encrypts with one key",
+        ],
+    );
+    assert_eq!(created["Policy"]["PolicyName"], "alice-encrypt", "{created}");
+    assert_eq!(created["Policy"]["PolicyType"], "Custom", "{created}");
+    assert_eq!(created["Policy"]["AttachmentCount"], 0, "{created}");
+    ok(
+        store,
+        &[
+            "AttachPolicyToUser",
+            "--PolicyName",
+            "alice-encrypt",
+            "--UserName",
+            "alice",
+        ],
+    );
+    let got = ok(store, &["GetPolicy", "--PolicyName", "alice-encrypt"]);
+    assert_eq!(got["Policy"]["AttachmentCount"], 1, "{got}");
+    assert_eq!(got["Policy"]["Description"], "alice encrypts with one key", "{got}");
+    assert_eq!(parsed(&text(&got, "/PolicyDocument")), parsed(&document));
+    let for_alice = ok(store, &["ListPoliciesForUser", "--UserName", "alice"]);
+    assert_eq!(for_alice["TotalCount"], 1, "{for_alice}");
+    assert_eq!(for_alice["Policies"]["Policy"][0]["PolicyName"], "alice-encrypt");
+    let for_bob = ok(store, &["ListPoliciesForUser", "--UserName", "bob"]);
+    assert_eq!(for_bob["TotalCount"], 0, "{for_bob}");
+
+    // Alice encrypts and decrypts with that key…
+    let secret = b"alice's secret";
+    let encrypted = ok(
+        store,
+        &[
+            "--principal",
+            &alice,
+            "Encrypt",
+            "--KeyId",
+            &key,
+            "--Plaintext",
+            &b64(secret),
+        ],
+    );
+    assert_eq!(text(&encrypted, "/KeyId"), key);
+    let blob = text(&encrypted, "/CiphertextBlob");
+    let decrypted = ok(store, &["--principal", &alice, "Decrypt", "--CiphertextBlob", &blob]);
+    assert_eq!(bytes(&decrypted, "/Plaintext"), secret);
+
+    // …and with no other key, nor does anything else.
+    let e = denied(
+        store,
+        &[
+            "--principal",
+            &alice,
+            "Encrypt",
+            "--KeyId",
+            &other,
+            "--Plaintext",
+            &b64(secret),
+        ],
+        "kms:Encrypt",
+    );
+    assert!(
+        text(&e, "/Message").contains(&other_arn),
+        "the message names the key: {e}"
+    );
+    let other_blob = text(
+        &ok(store, &["Encrypt", "--KeyId", &other, "--Plaintext", &b64(secret)]),
+        "/CiphertextBlob",
+    );
+    denied(
+        store,
+        &["--principal", &alice, "Decrypt", "--CiphertextBlob", &other_blob],
+        "kms:Decrypt",
+    );
+    denied(
+        store,
+        &["--principal", &alice, "DescribeKey", "--KeyId", &key],
+        "kms:DescribeKey",
+    );
+    denied(
+        store,
+        &["--principal", &alice, "GenerateDataKey", "--KeyId", &key],
+        "kms:GenerateDataKey",
+    );
+    denied(store, &["--principal", &alice, "CreateKey"], "kms:CreateKey");
+    denied(store, &["--principal", &alice, "ListKeys"], "kms:ListKeys");
+
+    // Bob has no policy; the alice of another account is not this account's alice.
+    denied(
+        store,
+        &[
+            "--principal",
+            &bob,
+            "Encrypt",
+            "--KeyId",
+            &key,
+            "--Plaintext",
+            &b64(secret),
+        ],
+        "kms:Encrypt",
+    );
+    let stranger = if account == "1111111111111111" {
+        "acs:ram::2222222222222222:user/alice"
+    } else {
+        "acs:ram::1111111111111111:user/alice"
+    };
+    denied(
+        store,
+        &[
+            "--principal",
+            stranger,
+            "Encrypt",
+            "--KeyId",
+            &key,
+            "--Plaintext",
+            &b64(secret),
+        ],
+        "kms:Encrypt",
+    );
+
+    // The account root, named or by default, may do everything.
+    let root = format!("acs:ram::{account}:root");
+    ok(
+        store,
+        &[
+            "--principal",
+            &root,
+            "Encrypt",
+            "--KeyId",
+            &other,
+            "--Plaintext",
+            &b64(secret),
+        ],
+    );
+    ok(store, &["--principal", &root, "ListKeys"]);
+
+    // Detaching the policy takes the permission back.
+    ok(
+        store,
+        &[
+            "DetachPolicyFromUser",
+            "--PolicyName",
+            "alice-encrypt",
+            "--UserName",
+            "alice",
+        ],
+    );
+    denied(
+        store,
+        &[
+            "--principal",
+            &alice,
+            "Encrypt",
+            "--KeyId",
+            &key,
+            "--Plaintext",
+            &b64(secret),
+        ],
+        "kms:Encrypt",
+    );
+
+    // A malformed --principal or --source-ip is refused before anything runs.
+    for bad in [
+        "alice".to_owned(),
+        "acs:ram::abc:user/alice".to_owned(),
+        format!("acs:ram::{account}:group/alice"),
+        format!("acs:ram::{account}:user/"),
+        format!("acs:ram:cn-hangzhou:{account}:user/alice"),
+    ] {
+        let e = err(
+            store,
+            &[
+                "--principal",
+                &bad,
+                "Encrypt",
+                "--KeyId",
+                &key,
+                "--Plaintext",
+                &b64(secret),
+            ],
+            "InvalidParameter",
+        );
+        assert_eq!(e["HttpStatus"], 400, "--principal {bad}: {e}");
+    }
+    for bad in ["10.0.0.256", "10.0.0.0/8", "localhost"] {
+        err(
+            store,
+            &["--principal", &alice, "--source-ip", bad, "ListKeys"],
+            "InvalidParameter",
+        );
+    }
+
+    // The audit trail lists alice's calls, allowed and refused, oldest first.
+    let expected = vec![
+        event("Encrypt", &key, true),
+        event("Decrypt", &key, true),
+        event("Encrypt", &other, false),
+        event("Decrypt", &other, false),
+        event("DescribeKey", &key, false),
+        event("GenerateDataKey", &key, false),
+        event("CreateKey", "", false),
+        event("ListKeys", "", false),
+        event("Encrypt", &key, false),
+    ];
+    assert_eq!(audit(store, &["--Principal", &alice]), expected, "alice's events");
+    assert_eq!(
+        audit(store, &["--Principal", &alice, "--Action", "Encrypt"]),
+        [
+            event("Encrypt", &key, true),
+            event("Encrypt", &other, false),
+            event("Encrypt", &key, false)
+        ],
+        "alice's Encrypts"
+    );
+    assert_eq!(
+        audit(store, &["--Principal", &alice, "--KeyId", &other]),
+        [event("Encrypt", &other, false), event("Decrypt", &other, false)],
+        "alice's events on the other key"
+    );
+    assert_eq!(
+        audit(store, &["--Principal", &bob]),
+        [event("Encrypt", &key, false)],
+        "bob's events"
+    );
+    assert_eq!(
+        audit(store, &["--Principal", stranger]),
+        [event("Encrypt", &key, false)],
+        "the other account's alice's events"
+    );
+    // The refused --principal values ran nothing, so recorded nothing.
+    assert_eq!(audit(store, &["--Principal", "alice"]), []);
+    // Every event of alice names her, her key's ARN among the resources of a key's event.
+    let listed = ok(store, &["LookupEvents", "--Principal", &alice, "--PageSize", "100"]);
+    for e in listed["Events"]["Event"].as_array().expect("an Event list") {
+        assert_eq!(e["Principal"], alice.as_str(), "{e}");
+        assert!(e.get("SourceIp").is_none(), "no --source-ip, no SourceIp: {e}");
+        if e["KeyId"] == key.as_str() {
+            assert!(text(e, "/Resource").contains(&key_arn), "{e}");
+        }
+    }
+}
+
+#[test]
+fn source_ip_conditions_follow_source_ip() {
+    let dir = TempDir::new().expect("temp dir");
+    let store = dir.path();
+    let account = account_of(store);
+    let ops = format!("acs:ram::{account}:user/ops");
+    let key = create_key(store, &[]);
+    let key_arn = text(&ok(store, &["DescribeKey", "--KeyId", &key]), "/KeyMetadata/Arn");
+    let inside = policy_document(json!([{
+        "Effect": "Allow",
+        "Action": "kms:Encrypt",
+        "Resource": key_arn,
+        "Condition": {"IpAddress": {"acs:SourceIp": ["10.0.0.0/8", "192.168.7.7"]}},
+    }]));
+    ok(
+        store,
+        &[
+            "CreatePolicy",
+            "--PolicyName",
+            "ops-inside",
+            "--PolicyDocument",
+            &inside,
+        ],
+    );
+    ok(
+        store,
+        &["AttachPolicyToUser", "--PolicyName", "ops-inside", "--UserName", "ops"],
+    );
+    let encrypt_from = |ip: Option<&str>| -> Vec<String> {
+        let mut args = vec!["--principal".to_owned(), ops.clone()];
+        if let Some(ip) = ip {
+            args.extend(["--source-ip".to_owned(), ip.to_owned()]);
+        }
+        args.extend(["Encrypt", "--KeyId", key.as_str(), "--Plaintext", "eA=="].map(str::to_owned));
+        args
+    };
+    let run = |ip: Option<&str>, allowed: bool| {
+        let args = encrypt_from(ip);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if allowed {
+            ok(store, &args);
+        } else {
+            denied(store, &args, "kms:Encrypt");
+        }
+    };
+    run(Some("10.1.2.3"), true);
+    run(Some("10.255.255.255"), true);
+    run(Some("192.168.7.7"), true);
+    run(Some("192.168.7.8"), false);
+    run(Some("11.0.0.1"), false);
+    run(Some("::1"), false);
+    // Without --source-ip the caller has no address, which no IpAddress condition matches.
+    run(None, false);
+
+    // An explicit Deny outside 10.0.0.0/16 wins over the Allow.
+    let deny = policy_document(json!([{
+        "Effect": "Deny",
+        "Action": "kms:*",
+        "Resource": "*",
+        "Condition": {"NotIpAddress": {"acs:SourceIp": "10.0.0.0/16"}},
+    }]));
+    ok(
+        store,
+        &[
+            "CreatePolicy",
+            "--PolicyName",
+            "ops-deny-outside",
+            "--PolicyDocument",
+            &deny,
+        ],
+    );
+    ok(
+        store,
+        &[
+            "AttachPolicyToUser",
+            "--PolicyName",
+            "ops-deny-outside",
+            "--UserName",
+            "ops",
+        ],
+    );
+    run(Some("10.0.5.5"), true);
+    run(Some("10.1.2.3"), false);
+    run(Some("192.168.7.7"), false);
+    let args = encrypt_from(Some("10.1.2.3"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = denied(store, &args, "kms:Encrypt");
+    assert!(text(&e, "/Message").contains("explicit Deny"), "{e}");
+
+    // The audit trail keeps each call's source address.
+    let listed = ok(store, &["LookupEvents", "--Principal", &ops, "--PageSize", "100"]);
+    let mut seen: Vec<(String, String)> = listed["Events"]["Event"]
+        .as_array()
+        .expect("an Event list")
+        .iter()
+        .map(|e| {
+            (
+                e["SourceIp"].as_str().unwrap_or("-").to_owned(),
+                e["Result"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    seen.reverse();
+    let expected: Vec<(String, String)> = [
+        ("10.1.2.3", "Success"),
+        ("10.255.255.255", "Success"),
+        ("192.168.7.7", "Success"),
+        ("192.168.7.8", "Failure"),
+        ("11.0.0.1", "Failure"),
+        ("::1", "Failure"),
+        ("-", "Failure"),
+        ("10.0.5.5", "Success"),
+        ("10.1.2.3", "Failure"),
+        ("192.168.7.7", "Failure"),
+        ("10.1.2.3", "Failure"),
+    ]
+    .iter()
+    .map(|(ip, r)| ((*ip).to_owned(), (*r).to_owned()))
+    .collect();
+    assert_eq!(seen, expected, "ops's events: (SourceIp, Result), oldest first");
+}
+
+#[test]
+fn key_policies_round_trip_and_grant_access() {
+    let dir = TempDir::new().expect("temp dir");
+    let store = dir.path();
+    let account = account_of(store);
+    let root = format!("acs:ram::{account}:root");
+    let bob = format!("acs:ram::{account}:user/bob");
+    let key = create_key(store, &["--Alias", "alias/shared"]);
+    let other = create_key(store, &[]);
+
+    // A key without a policy shows the default one: the account root may do everything.
+    let default = ok(store, &["GetKeyPolicy", "--KeyId", &key]);
+    assert_eq!(text(&default, "/KeyId"), key);
+    let default_policy = parsed(&text(&default, "/Policy"));
+    assert_eq!(
+        default_policy,
+        parsed(&kms_core::policy::default_key_policy(&account)),
+        "the default key policy"
+    );
+    let statements = default_policy["Statement"].as_array().expect("statements");
+    assert_eq!(statements.len(), 1, "{default_policy}");
+    assert_eq!(statements[0]["Effect"], "Allow");
+    assert_eq!(statements[0]["Principal"]["RAM"], json!([root]));
+    assert!(
+        statements[0]["Action"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("kms:*"))),
+        "{default_policy}"
+    );
+    let by_alias = ok(store, &["GetKeyPolicy", "--KeyId", "alias/shared"]);
+    assert_eq!(text(&by_alias, "/KeyId"), key, "GetKeyPolicy by alias");
+    denied(
+        store,
+        &["--principal", &bob, "Encrypt", "--KeyId", &key, "--Plaintext", "eA=="],
+        "kms:Encrypt",
+    );
+
+    // A key policy that lets bob encrypt, and nothing more.
+    let policy = policy_document(json!([
+        {"Sid": "root", "Effect": "Allow", "Principal": {"RAM": [root]}, "Action": ["kms:*"], "Resource": ["*"]},
+        {"Sid": "bob encrypts", "Effect": "Allow", "Principal": {"RAM": [bob]}, "Action": ["kms:Encrypt"], "Resource": ["*"]},
+    ]));
+    ok(store, &["SetKeyPolicy", "--KeyId", &key, "--Policy", &policy]);
+    let got = ok(store, &["GetKeyPolicy", "--KeyId", &key]);
+    assert_eq!(parsed(&text(&got, "/Policy")), parsed(&policy), "the policy set");
+    let other_policy = ok(store, &["GetKeyPolicy", "--KeyId", &other]);
+    assert_eq!(
+        parsed(&text(&other_policy, "/Policy")),
+        default_policy,
+        "another key keeps the default"
+    );
+    let blob = text(
+        &ok(
+            store,
+            &["--principal", &bob, "Encrypt", "--KeyId", &key, "--Plaintext", "eA=="],
+        ),
+        "/CiphertextBlob",
+    );
+    denied(
+        store,
+        &["--principal", &bob, "Decrypt", "--CiphertextBlob", &blob],
+        "kms:Decrypt",
+    );
+    denied(
+        store,
+        &["--principal", &bob, "Encrypt", "--KeyId", &other, "--Plaintext", "eA=="],
+        "kms:Encrypt",
+    );
+    denied(
+        store,
+        &["--principal", &bob, "GetKeyPolicy", "--KeyId", &key],
+        "kms:GetKeyPolicy",
+    );
+    denied(
+        store,
+        &["--principal", &bob, "SetKeyPolicy", "--KeyId", &key, "--Policy", ""],
+        "kms:SetKeyPolicy",
+    );
+    // The root still may (it is in the policy), and decrypts bob's ciphertext.
+    let back = ok(store, &["Decrypt", "--CiphertextBlob", &blob]);
+    assert_eq!(bytes(&back, "/Plaintext"), b"x");
+
+    // A key policy must name its principals; a bad one changes nothing.
+    let no_principal = policy_document(json!([
+        {"Effect": "Allow", "Action": ["kms:*"], "Resource": ["*"]},
+    ]));
+    err(
+        store,
+        &["SetKeyPolicy", "--KeyId", &key, "--Policy", &no_principal],
+        "InvalidParameter",
+    );
+    err(
+        store,
+        &["SetKeyPolicy", "--KeyId", &key, "--Policy", "{not json"],
+        "InvalidParameter",
+    );
+    let got = ok(store, &["GetKeyPolicy", "--KeyId", &key]);
+    assert_eq!(parsed(&text(&got, "/Policy")), parsed(&policy), "unchanged");
+
+    // An empty policy restores the default, and bob loses what it gave him.
+    ok(store, &["SetKeyPolicy", "--KeyId", &key, "--Policy", ""]);
+    let got = ok(store, &["GetKeyPolicy", "--KeyId", &key]);
+    assert_eq!(parsed(&text(&got, "/Policy")), default_policy, "the default again");
+    denied(
+        store,
+        &["--principal", &bob, "Encrypt", "--KeyId", &key, "--Plaintext", "eA=="],
+        "kms:Encrypt",
+    );
+
+    // CreateKey takes a key policy too; an explicit Deny in it binds even the account root.
+    let guarded = policy_document(json!([
+        {"Effect": "Allow", "Principal": {"RAM": [root]}, "Action": ["kms:*"], "Resource": ["*"]},
+        {"Effect": "Deny", "Principal": {"RAM": [root]}, "Action": ["kms:Decrypt"], "Resource": ["*"]},
+    ]));
+    let created = ok(store, &["CreateKey", "--Policy", &guarded]);
+    let guarded_key = text(&created, "/KeyMetadata/KeyId");
+    let got = ok(store, &["GetKeyPolicy", "--KeyId", &guarded_key]);
+    assert_eq!(parsed(&text(&got, "/Policy")), parsed(&guarded), "CreateKey's policy");
+    let blob = text(
+        &ok(store, &["Encrypt", "--KeyId", &guarded_key, "--Plaintext", "eA=="]),
+        "/CiphertextBlob",
+    );
+    let e = denied(store, &["Decrypt", "--CiphertextBlob", &blob], "kms:Decrypt");
+    assert!(text(&e, "/Message").contains("explicit Deny"), "{e}");
+    // The root may still change the policy (only Decrypt is denied), and then decrypt.
+    ok(store, &["SetKeyPolicy", "--KeyId", &guarded_key, "--Policy", ""]);
+    let back = ok(store, &["Decrypt", "--CiphertextBlob", &blob]);
+    assert_eq!(bytes(&back, "/Plaintext"), b"x");
+}
+
+#[test]
+fn principals_of_another_account_need_both_policies() {
+    let dir = TempDir::new().expect("temp dir");
+    let store = dir.path();
+    let account = account_of(store);
+    let foreign_account = if account == "1111111111111111" {
+        "2222222222222222"
+    } else {
+        "1111111111111111"
+    };
+    let partner = format!("acs:ram::{foreign_account}:user/partner");
+    let key = create_key(store, &[]);
+    let key_arn = text(&ok(store, &["DescribeKey", "--KeyId", &key]), "/KeyMetadata/Arn");
+    let encrypt = [
+        "--principal",
+        &partner,
+        "Encrypt",
+        "--KeyId",
+        &key,
+        "--Plaintext",
+        "eA==",
+    ];
+
+    // Only an identity policy (attached to the other account's user): not enough.
+    let identity = policy_document(json!([
+        {"Effect": "Allow", "Action": ["kms:Encrypt"], "Resource": [key_arn]},
+    ]));
+    ok(
+        store,
+        &[
+            "CreatePolicy",
+            "--PolicyName",
+            "partner-encrypt",
+            "--PolicyDocument",
+            &identity,
+        ],
+    );
+    ok(
+        store,
+        &[
+            "AttachPolicyToUser",
+            "--PolicyName",
+            "partner-encrypt",
+            "--UserName",
+            "partner",
+            "--AccountId",
+            foreign_account,
+        ],
+    );
+    let listed = ok(
+        store,
+        &[
+            "ListPoliciesForUser",
+            "--UserName",
+            "partner",
+            "--AccountId",
+            foreign_account,
+        ],
+    );
+    assert_eq!(listed["TotalCount"], 1, "{listed}");
+    let here = ok(store, &["ListPoliciesForUser", "--UserName", "partner"]);
+    assert_eq!(here["TotalCount"], 0, "this account's partner is another user: {here}");
+    denied(store, &encrypt, "kms:Encrypt");
+
+    // Identity policy and key policy: allowed.
+    let key_policy = policy_document(json!([
+        {"Effect": "Allow", "Principal": {"RAM": [format!("acs:ram::{account}:root")]}, "Action": ["kms:*"], "Resource": ["*"]},
+        {"Effect": "Allow", "Principal": {"RAM": [partner]}, "Action": ["kms:Encrypt"], "Resource": ["*"]},
+    ]));
+    ok(store, &["SetKeyPolicy", "--KeyId", &key, "--Policy", &key_policy]);
+    ok(store, &encrypt);
+
+    // Only the key policy: not enough either.
+    ok(
+        store,
+        &[
+            "DetachPolicyFromUser",
+            "--PolicyName",
+            "partner-encrypt",
+            "--UserName",
+            "partner",
+            "--AccountId",
+            foreign_account,
+        ],
+    );
+    denied(store, &encrypt, "kms:Encrypt");
+    assert_eq!(
+        audit(store, &["--Principal", &partner]),
+        [
+            event("Encrypt", &key, false),
+            event("Encrypt", &key, true),
+            event("Encrypt", &key, false)
+        ],
+        "the partner's events"
+    );
+}
+
+#[test]
+fn token_hash_pin_prints_a_hash_pin_matches_accepts() {
+    let dir = TempDir::new().expect("temp dir");
+    let store = dir.path();
+    let (success, out, stderr) = tessera(store, &["token", "hash-pin", "--pin", "123456"]);
+    assert!(success, "tessera token hash-pin: {stderr}");
+    let fields: Vec<&String> = out.as_object().expect("a JSON object").keys().collect();
+    assert_eq!(fields, ["PinHash"], "{out}");
+    let hash = text(&out, "/PinHash");
+    assert_eq!(kms_core::pin_matches(b"123456", &hash).ok(), Some(true), "{hash}");
+    assert_eq!(kms_core::pin_matches(b"123457", &hash).ok(), Some(false), "{hash}");
+    assert_eq!(kms_core::pin_matches(b"", &hash).ok(), Some(false), "{hash}");
+
+    // Salted: the same PIN hashes differently each time, and each hash matches it.
+    let (_, again, _) = tessera(store, &["token", "hash-pin", "--pin", "123456"]);
+    let again = text(&again, "/PinHash");
+    assert_ne!(again, hash, "a fresh salt each time");
+    assert_eq!(kms_core::pin_matches(b"123456", &again).ok(), Some(true));
+
+    // From TESSERA_PIN, to keep the PIN off the command line.
+    let from_env = command()
+        .env("TESSERA_PIN", "env-pin-9876")
+        .arg("--store")
+        .arg(store)
+        .args(["token", "hash-pin"])
+        .output()
+        .expect("run tessera");
+    let (success, out, stderr) = split(&from_env);
+    assert!(success, "{stderr}");
+    assert_eq!(
+        kms_core::pin_matches(b"env-pin-9876", &text(&out, "/PinHash")).ok(),
+        Some(true)
+    );
+
+    // A PIN the token would refuse is refused here too.
+    err(store, &["token", "hash-pin", "--pin", "12"], "InvalidParameter");
+    err(
+        store,
+        &["token", "hash-pin", "--pin", &"9".repeat(kms_core::MAX_PIN_LEN + 1)],
+        "InvalidParameter",
+    );
+}
+
+#[test]
+fn actions_cover_every_operation() {
+    let dir = TempDir::new().expect("temp dir");
+    let actions = listed_actions(dir.path());
+    let operations: BTreeSet<String> = kms_core::OPERATIONS.iter().map(|(api, _)| (*api).to_owned()).collect();
+    let missing: Vec<&String> = operations.difference(&actions).collect();
+    assert!(missing.is_empty(), "operations `tessera actions` lacks: {missing:?}");
+    let unknown: Vec<&String> = actions.difference(&operations).collect();
+    assert!(unknown.is_empty(), "actions that are no operation: {unknown:?}");
+    for action in [
+        "SetKeyPolicy",
+        "GetKeyPolicy",
+        "CreatePolicy",
+        "AttachPolicyToUser",
+        "LookupEvents",
+    ] {
+        assert!(actions.contains(action), "{action} is not listed");
+    }
 }

@@ -17,6 +17,12 @@ impl Kms {
     pub(super) fn create_key_as(&self, call: &Call<'_>, req: &CreateKeyRequest) -> Result<KeyMetadataResponse> {
         self.sync()?;
         self.authorize_resource(call, self.kms_arn("key"))?;
+        // An alias made with the key is a CreateAlias too (on the alias; the key is new).
+        if let Some(alias) = req.alias.as_deref().filter(|a| !a.is_empty()) {
+            let alias_arn = self.alias_arn(alias);
+            call.touched(std::sync::Arc::from(alias_arn.as_str()));
+            self.authorize(call, "kms:CreateAlias", &alias_arn, None)?;
+        }
         let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
         let usage = req.key_usage.unwrap_or(spec.default_usage());
         if !spec.usages().contains(&usage) {

@@ -353,7 +353,10 @@ pub fn generate_random(session: CK_SESSION_HANDLE, out: &mut [u8]) -> Result<()>
     with_session(session, |m, _| {
         for chunk in out.chunks_mut(1024) {
             let length = u32::try_from(chunk.len()).map_err(|_| Ckr::CKR_GENERAL_ERROR)?;
-            let random = m.kms.generate_random(&GenerateRandomRequest { length: Some(length) })?;
+            let random = m
+                .kms
+                .as_caller(&m.caller())
+                .generate_random(&GenerateRandomRequest { length: Some(length) })?;
             chunk.copy_from_slice(random.random.expose());
         }
         Ok(())

@@ -252,10 +252,12 @@ pub fn destroy(session: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> Result<(
             if !rw {
                 return Err(Ckr::CKR_SESSION_READ_ONLY);
             }
-            m.kms.schedule_key_deletion(&ScheduleKeyDeletionRequest {
-                key_id: key_id.to_string(),
-                pending_window_in_days: Some(m.config.destroy_pending_days),
-            })?;
+            m.kms
+                .as_caller(&m.caller())
+                .schedule_key_deletion(&ScheduleKeyDeletionRequest {
+                    key_id: key_id.to_string(),
+                    pending_window_in_days: Some(m.config.destroy_pending_days),
+                })?;
             tracing::info!(key_id = %key_id, days = m.config.destroy_pending_days, "deletion scheduled by C_DestroyObject");
         }
     }
@@ -303,7 +305,7 @@ fn check_may_create(m: &Module, session: CK_SESSION_HANDLE, token: bool) -> Resu
 
 /// Creates a KMS key; returns its id and primary version.
 fn create_token_key(m: &Module, spec: KeySpec, usage: KeyUsage, label: Option<&str>) -> Result<(Arc<str>, Arc<str>)> {
-    let created = m.kms.create_key(&CreateKeyRequest {
+    let created = m.kms.as_caller(&m.caller()).create_key(&CreateKeyRequest {
         key_spec: Some(spec),
         key_usage: Some(usage),
         description: Some("created through PKCS#11".into()),
