@@ -141,6 +141,9 @@ impl Kms {
     /// destination key and context; the plaintext never leaves the service.
     pub(super) fn re_encrypt_as(&self, call: &Call<'_>, req: &ReEncryptRequest) -> Result<ReEncryptResponse> {
         self.sync()?;
+        // Both keys are authorized before anything is decrypted; the source first, so that the
+        // audit record files the call under the key the data leaves.
+        self.resolve_blob_key(call, "kms:ReEncryptFrom", blob::parse(&req.ciphertext_blob.0)?.key_id)?;
         let destination = self.usable(
             call,
             "kms:ReEncryptTo",
@@ -346,6 +349,7 @@ impl Kms {
         call: &Call<'_>,
         req: &GenerateRandomRequest,
     ) -> Result<GenerateRandomResponse> {
+        self.sync()?;
         self.authorize_resource(call, "*".to_owned())?;
         let len = validate::random_len("Length", req.length.unwrap_or(32))?;
         let mut random = Zeroizing::new(vec![0u8; len]);

@@ -83,6 +83,7 @@ impl Kms {
         call: &Call<'_>,
         req: &CreateKmsInstanceRequest,
     ) -> Result<KmsInstanceIdResponse> {
+        self.sync()?;
         self.authorize_resource(call, self.kms_arn("instance"))?;
         let product_version = req
             .product_version
@@ -167,6 +168,7 @@ impl Kms {
         call: &Call<'_>,
         req: &KmsInstanceIdRequest,
     ) -> Result<GetKmsInstanceResponse> {
+        self.sync()?;
         self.authorize_resource(call, self.kms_arn(&format!("instance/{}", req.kms_instance_id)))?;
         let r = self.instance_by_request(&req.kms_instance_id)?;
         Ok(GetKmsInstanceResponse {
@@ -185,6 +187,7 @@ impl Kms {
 
     /// ListKmsInstances.
     pub(super) fn list_kms_instances_as(&self, call: &Call<'_>, req: &PageRequest) -> Result<ListKmsInstancesResponse> {
+        self.sync()?;
         self.authorize_resource(call, self.kms_arn("instance"))?;
         let (offset, page_number, page_size) = validate::page(req.page_number, req.page_size)?;
         let (rows, total_count) = self.store.read(|c| store::list_instances(c, offset, page_size))?;
@@ -211,6 +214,7 @@ impl Kms {
         call: &Call<'_>,
         req: &KmsInstanceIdRequest,
     ) -> Result<CheckKmsInstanceResponse> {
+        self.sync()?;
         self.authorize_resource(call, self.kms_arn(&format!("instance/{}", req.kms_instance_id)))?;
         let r = self.instance_by_request(&req.kms_instance_id)?;
         let mut out = CheckKmsInstanceResponse {
