@@ -187,3 +187,11 @@ fn write_batch(conn: &Connection, batch: Vec<AuditEvent>) -> Result<()> {
     tx.commit()?;
     Ok(())
 }
+
+impl super::Kms {
+    /// Waits until every call made so far is in the audit trail (LookupEvents and DescribeKey do
+    /// this themselves; closing the store does too).
+    pub fn flush_audit(&self) -> Result<()> {
+        self.audit.flush()
+    }
+}
