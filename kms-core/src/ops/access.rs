@@ -308,7 +308,6 @@ impl Kms {
             return Ok(());
         }
         let identity = self.identity_policies(&caller.principal_arn)?;
-        let identity: Vec<&PolicyDocument> = identity.iter().map(|p| &**p).collect();
         let request = policy::Request {
             principal: &caller.principal,
             action,

@@ -164,10 +164,10 @@ impl Statement {
 ///    does: an identity policy allows, or it is that account's root (which holds every permission
 ///    its account can give).
 /// 5. Anything else is refused (implicitly).
-pub fn authorize(
+pub fn authorize<P: std::ops::Deref<Target = PolicyDocument>>(
     request: &Request,
     resource_account: &str,
-    identity_policies: &[&PolicyDocument],
+    identity_policies: &[P],
     key_policy: Option<&PolicyDocument>,
 ) -> Decision {
     let mut identity = Effect::NotApplicable;
