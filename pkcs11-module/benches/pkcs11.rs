@@ -954,8 +954,10 @@ fn run_child(dir: &Path) -> Result<(), String> {
         msg: Arc::new(msg),
     };
 
-    // kms-core, on the store the module shows.
-    let store = dir.join("store");
+    // kms-core, on a store of its own: the module carries its own copy of SQLite, and two copies
+    // in one process must not write one database (their POSIX locks do not see each other; every
+    // call writes an audit record). The module makes its keys itself, through PKCS#11.
+    let store = dir.join("store-kms");
     let kms = Kms::open(&store).map_err(|e| format!("Kms::open {}: {e}", store.display()))?;
     let kms_keys = kms_keys(&kms, &inputs);
     if let Err(e) = &kms_keys {
@@ -1014,9 +1016,11 @@ fn run_child(dir: &Path) -> Result<(), String> {
                 p11.keys = Err(e);
             }
         }
-        if let Ok(p11) = &mut tessera {
-            // kms-core made them, in the store the module shows.
-            p11.find_keys = kms_find_keys;
+        if let Op::Find(n) = op
+            && let Ok(p11) = &mut tessera
+            && let Err(e) = grow_p11_find_keys(p11, "tessera", n)
+        {
+            p11.keys = Err(e);
         }
         let row_started = Instant::now();
         let mut workers: Vec<(Backend, Result<Vec<Worker<'_>>, String>)> = vec![
