@@ -133,12 +133,13 @@ pub struct AuditRecord {
     pub error_code: Option<String>,
 }
 
+/// The statement that appends one audit record (its `event_id` is assigned by SQLite).
+pub const INSERT_AUDIT: &str = "INSERT INTO audit (time_ms, principal, source_ip, action, resource, key_id, \
+     result, error_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
 /// Appends audit records (the `event_id`s are assigned here).
 pub fn insert_audit(conn: &Connection, records: &[AuditRecord]) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO audit (time_ms, principal, source_ip, action, resource, key_id, result, error_code) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
+    let mut stmt = conn.prepare_cached(INSERT_AUDIT)?;
     for r in records {
         stmt.execute(params![
             r.time_ms,
