@@ -360,12 +360,9 @@ impl Kms {
 
     /// The alias name (`alias/…`) a key reference names, if it names one.
     fn alias_named<'r>(&self, key_ref: &'r str) -> Option<&'r str> {
-        let key_ref = key_ref.trim();
-        let name = match key_ref.strip_prefix("acs:kms:") {
-            Some(arn) => arn.splitn(3, ':').nth(2)?,
-            None => key_ref,
-        };
-        name.starts_with("alias/").then_some(name)
+        self.key_ref_name(key_ref)
+            .ok()
+            .filter(|name| name.starts_with("alias/"))
     }
 
     /// The ARN of one of this account's KMS resources or containers (`key`, `alias`, …).

@@ -161,12 +161,6 @@ pub struct Kms {
     audit: audit::AuditLog,
 }
 
-impl Drop for Kms {
-    fn drop(&mut self) {
-        self.audit.close();
-    }
-}
-
 impl std::fmt::Debug for Kms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kms")
@@ -377,25 +371,30 @@ impl Kms {
 
     /// Resolves what the caller named — a key id, `alias/…`, or a key or alias ARN — to a key.
     fn resolve(&self, key_ref: &str) -> Result<Arc<KeyRecord>> {
-        let key_ref = key_ref.trim();
-        if key_ref.is_empty() {
-            return Err(KmsError::MissingParameter("KeyId"));
-        }
-        let name = match key_ref.strip_prefix("acs:kms:") {
-            // acs:kms:{region}:{account}:{key/id | alias/name}: only this store's own resources.
-            Some(arn) => match arn.splitn(3, ':').collect::<Vec<_>>()[..] {
-                [region, account, resource] if region == self.store.region() && account == self.store.account_id() => {
-                    resource
-                }
-                _ => return Err(KmsError::KeyNotFound(key_ref.to_owned())),
-            },
-            None => key_ref,
-        };
+        let name = self.key_ref_name(key_ref)?;
         if name.starts_with("alias/") {
             let key_id = self.alias_target(name)?;
             return self.key_by_id(&key_id);
         }
         self.key_by_id(name.strip_prefix("key/").unwrap_or(name))
+    }
+
+    /// The name a key reference gives — a key id, `key/{id}` or `alias/{name}` — from an id, an
+    /// alias, or a key or alias ARN of this store's own account and region.
+    fn key_ref_name<'r>(&self, key_ref: &'r str) -> Result<&'r str> {
+        let key_ref = key_ref.trim();
+        if key_ref.is_empty() {
+            return Err(KmsError::MissingParameter("KeyId"));
+        }
+        match key_ref.strip_prefix("acs:kms:") {
+            Some(arn) => match arn.splitn(3, ':').collect::<Vec<_>>()[..] {
+                [region, account, resource] if region == self.store.region() && account == self.store.account_id() => {
+                    Ok(resource)
+                }
+                _ => Err(KmsError::KeyNotFound(key_ref.to_owned())),
+            },
+            None => Ok(key_ref),
+        }
     }
 
     /// Resolves a key that must be Enabled and have `usage`.

@@ -15,7 +15,7 @@ use super::{Call, Kms, engine_error};
 use crate::engine::{AEAD_IV_LEN, AEAD_TAG_LEN, CipherScheme, KeyHandle, SignScheme};
 use crate::error::{KmsError, Result};
 use crate::model::KeyUsage;
-use crate::store::{self, KeyRecord, TokenRecord};
+use crate::store::{self, KeyRecord, TokenRecord, hex, unhex};
 
 /// Shortest PIN a token takes (bytes).
 pub const MIN_PIN_LEN: usize = 4;
@@ -115,20 +115,6 @@ fn argon2() -> Result<argon2::Argon2<'static>> {
         argon2::Version::V0x13,
         params,
     ))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// A PIN's Argon2id hash, `scheme$salt$hash` in hex: what the store keeps, and what the PKCS#11

@@ -137,24 +137,6 @@ pub struct AuditRecord {
 pub const INSERT_AUDIT: &str = "INSERT INTO audit (time_ms, principal, source_ip, action, resource, key_id, \
      result, error_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-/// Appends audit records (the `event_id`s are assigned here).
-pub fn insert_audit(conn: &Connection, records: &[AuditRecord]) -> Result<()> {
-    let mut stmt = conn.prepare_cached(INSERT_AUDIT)?;
-    for r in records {
-        stmt.execute(params![
-            r.time_ms,
-            r.principal,
-            r.source_ip,
-            r.action,
-            r.resource,
-            r.key_id,
-            r.result,
-            r.error_code
-        ])?;
-    }
-    Ok(())
-}
-
 /// What to select from the audit trail; `None` matches anything.
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter {

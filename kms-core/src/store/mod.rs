@@ -162,11 +162,13 @@ fn derive_from_passphrase(passphrase: &str, salt: &[u8]) -> Result<Zeroizing<[u8
     Ok(key)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex (salts and hashes in text columns).
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// The bytes of [`hex`]'s output; `None` for anything else.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
