@@ -1276,7 +1276,7 @@ fn denied(store: &Path, args: &[&str], action: &str) -> Value {
     e
 }
 
-/// The events LookupEvents lists with these filters, oldest first, as (Action, KeyId, Result,
+/// The calls LookupEvents lists with these filters, oldest first, as (Action, KeyId, Result,
 /// ErrorCode); "" for a missing KeyId or ErrorCode.
 fn audit(store: &Path, filters: &[&str]) -> Vec<(String, String, String, String)> {
     let mut args = vec!["LookupEvents", "--PageSize", "100"];
@@ -1289,15 +1289,19 @@ fn audit(store: &Path, filters: &[&str]) -> Vec<(String, String, String, String)
         "one page holds them all: {answer}"
     );
     let field = |e: &Value, name: &str| e[name].as_str().unwrap_or_default().to_owned();
+    // An event of `Count` identical calls in a row is that many calls.
     let mut out: Vec<_> = events
         .iter()
-        .map(|e| {
-            (
+        .flat_map(|e| {
+            let count = e["Count"].as_u64().expect("a Count");
+            assert!(count >= 1, "an event of no call: {e}");
+            let call = (
                 field(e, "Action"),
                 field(e, "KeyId"),
                 field(e, "Result"),
                 field(e, "ErrorCode"),
-            )
+            );
+            std::iter::repeat_n(call, usize::try_from(count).expect("a count"))
         })
         .collect();
     out.reverse();

@@ -933,6 +933,10 @@ response!(
         pub result: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub error_code: Option<String>,
+        /// How many calls the event stands for: identical calls made one after another in the
+        /// same millisecond (same caller, source, action, resources, key and outcome) are one
+        /// event.
+        pub count: u64,
     }
 );
 

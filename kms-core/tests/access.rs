@@ -47,6 +47,18 @@ struct Expected {
     error_code: Option<&'static str>,
 }
 
+/// The calls a trail's events stand for: an event of `Count` identical calls is that many calls.
+fn calls(events: Vec<AuditEvent>) -> Vec<AuditEvent> {
+    events
+        .into_iter()
+        .flat_map(|e| {
+            assert!(e.count >= 1, "{e:?} stands for no call");
+            let n = usize::try_from(e.count).expect("a count");
+            std::iter::repeat_n(e, n)
+        })
+        .collect()
+}
+
 /// A store in a temporary directory, a manual clock, a `Kms` over both, and the log of every
 /// call made through it.
 struct Env {
@@ -350,9 +362,9 @@ impl Env {
 
     // -------------------------------------------------------------- reading the trail back
 
-    /// Every event matching `filter`, oldest first, read by the auditor (whose own calls are not
-    /// part of the log).
-    fn events(&self, filter: &LookupEventsRequest) -> Vec<AuditEvent> {
+    /// Every event (record) matching `filter`, oldest first, as stored. The clock moves on a
+    /// millisecond after each of the auditor's reads, so that no two of them are one record.
+    fn records(&self, filter: &LookupEventsRequest) -> Vec<AuditEvent> {
         let mut events = Vec::new();
         for page in 1.. {
             let resp = self
@@ -365,6 +377,7 @@ impl Env {
                 })
                 .expect("LookupEvents as the auditor");
             self.auditor_calls.set(self.auditor_calls.get() + 1);
+            self.clock.advance(Duration::from_millis(1));
             let n = resp.events.event.len();
             events.extend(resp.events.event);
             if n == 0 || events.len() as u64 >= resp.total_count {
@@ -386,12 +399,15 @@ impl Env {
                 principals.push(&e.principal);
             }
         }
+        let mut records = 0;
         for principal in principals {
             let want: Vec<&Expected> = log.iter().filter(|e| e.principal == principal).collect();
-            let got = self.events(&LookupEventsRequest {
+            let stored = self.records(&LookupEventsRequest {
                 principal: Some(principal.to_owned()),
                 ..Default::default()
             });
+            records += stored.len() as u64;
+            let got = calls(stored);
             let view = |action: &str, code: Option<&str>| format!("{action}:{}", code.unwrap_or("Success"));
             let got_view: Vec<String> = got.iter().map(|e| view(&e.action, e.error_code.as_deref())).collect();
             let want_view: Vec<String> = want.iter().map(|e| view(e.action, e.error_code)).collect();
@@ -408,7 +424,7 @@ impl Env {
                 assert!(!g.event_time.is_empty(), "{g:?} has no time");
             }
         }
-        // Nothing was audited under anyone else (the auditor's own reads aside).
+        // Nothing was audited under anyone else (the auditor's own reads aside, one record each).
         let auditor_calls = self.auditor_calls.get();
         let total = self
             .kms
@@ -420,9 +436,10 @@ impl Env {
             .expect("count every event")
             .total_count;
         self.auditor_calls.set(auditor_calls + 1);
+        self.clock.advance(Duration::from_millis(1));
         assert_eq!(
             total,
-            log.len() as u64 + auditor_calls,
+            records + auditor_calls,
             "events beyond the calls made (and the auditor's reads)"
         );
     }

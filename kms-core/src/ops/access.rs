@@ -229,6 +229,7 @@ impl<'a> Call<'a> {
             resources: self.resources.into_inner(),
             key_id: self.key_id.into_inner(),
             error_code: error.map(KmsError::code),
+            count: 1,
         }
     }
 }

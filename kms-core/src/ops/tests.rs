@@ -137,3 +137,136 @@ fn one_kms_serves_many_threads_while_keys_rotate() {
         .expect("versions");
     assert_eq!(versions.total_count, 11);
 }
+
+fn encrypt_with(kms: &Kms, key_id: &str) -> Result<EncryptResponse> {
+    kms.encrypt(&EncryptRequest {
+        key_id: key_id.into(),
+        plaintext: b"audited".as_slice().into(),
+        encryption_context: blob::EncryptionContext::new(),
+    })
+}
+
+/// The stored trail of one action, oldest first: (key, result, count).
+fn trail(kms: &Kms, action: &str) -> Vec<(Option<String>, String, u64)> {
+    let mut events = kms
+        .lookup_events(&LookupEventsRequest {
+            action: Some(action.into()),
+            page_size: Some(100),
+            ..Default::default()
+        })
+        .expect("LookupEvents")
+        .events
+        .event;
+    events.sort_by_key(|e| e.event_id);
+    events.into_iter().map(|e| (e.key_id, e.result, e.count)).collect()
+}
+
+#[test]
+fn identical_calls_in_one_millisecond_are_one_event_with_a_count() {
+    let (_dir, kms, clock) = open();
+    let a = kms
+        .create_key(&CreateKeyRequest::default())
+        .expect("create")
+        .key_metadata
+        .key_id;
+    let b = kms
+        .create_key(&CreateKeyRequest::default())
+        .expect("create")
+        .key_metadata
+        .key_id;
+    let ok = |k: &str| (Some(k.to_owned()), "Success".to_owned());
+    // The clock stands still: 50 calls on A are one event, then B, then A again (the order of
+    // calls is kept: A's second run is an event of its own).
+    for _ in 0..50 {
+        encrypt_with(&kms, &a).expect("encrypt A");
+    }
+    encrypt_with(&kms, &b).expect("encrypt B");
+    encrypt_with(&kms, &a).expect("encrypt A");
+    encrypt_with(&kms, &a).expect("encrypt A");
+    // The same call a millisecond later is a new event.
+    clock.advance(Duration::from_millis(1));
+    encrypt_with(&kms, &a).expect("encrypt A");
+    // Failures run-length too, and apart from successes.
+    for _ in 0..3 {
+        let e = encrypt_with(&kms, "alias/missing").expect_err("no such alias");
+        assert_eq!(e.code(), "Forbidden.AliasNotFound");
+    }
+    let with = |(k, r): (Option<String>, String), n| (k, r, n);
+    assert_eq!(
+        trail(&kms, "Encrypt"),
+        vec![
+            with(ok(&a), 50),
+            with(ok(&b), 1),
+            with(ok(&a), 2),
+            with(ok(&a), 1),
+            (None, "Failure".to_owned(), 3),
+        ]
+    );
+}
+
+#[test]
+fn audit_batches_keep_the_metadata_cache_and_metadata_writes_drop_it() {
+    let (dir, kms, _clock) = open();
+    let key = kms
+        .create_key(&CreateKeyRequest::default())
+        .expect("create")
+        .key_metadata
+        .key_id;
+    encrypt_with(&kms, &key).expect("warm the caches");
+    let settled = || {
+        std::thread::sleep(kms.poll_interval * 2);
+        encrypt_with(&kms, &key).expect("encrypt");
+        kms.meta.read().epoch
+    };
+    let epoch = settled();
+    // Our audit writer commits on its own connection, which moves SQLite's data version.
+    for _ in 0..5 {
+        encrypt_with(&kms, &key).expect("encrypt");
+        kms.flush_audit().expect("flush");
+        assert_eq!(settled(), epoch, "an audit batch dropped the metadata cache");
+    }
+    // Another connection's metadata write does drop it (a second Kms stands for another
+    // process), and the change is seen.
+    let other = Kms::open(dir.path()).expect("a second Kms on the store");
+    other
+        .update_key_description(&UpdateKeyDescriptionRequest {
+            key_id: key.clone(),
+            description: "changed elsewhere".into(),
+        })
+        .expect("describe elsewhere");
+    assert!(settled() > epoch, "another connection's write left the cache in place");
+    let described = kms.describe_key(&KeyIdRequest::new(key.clone())).expect("describe");
+    assert_eq!(described.key_metadata.description, "changed elsewhere");
+}
+
+#[test]
+fn last_used_time_is_immediate_here_and_reaches_other_processes_through_the_store() {
+    let (dir, kms, clock) = open();
+    let key = kms
+        .create_key(&CreateKeyRequest::default())
+        .expect("create")
+        .key_metadata
+        .key_id;
+    let other = Kms::open(dir.path()).expect("a second Kms on the store");
+    let last_used = |k: &Kms| {
+        k.describe_key(&KeyIdRequest::new(key.clone()))
+            .expect("describe")
+            .key_metadata
+            .last_used_time
+    };
+    assert_eq!(last_used(&kms), None);
+    encrypt_with(&kms, &key).expect("encrypt");
+    let used = crate::clock::format_time(clock.now_ms());
+    // Here at once, before the writer stored anything.
+    assert_eq!(last_used(&kms), Some(used.clone()));
+    // There once stored.
+    kms.flush_audit().expect("flush");
+    assert_eq!(last_used(&other), Some(used.clone()));
+    // A refused or failed call is no use; a later use moves the time on, never back.
+    clock.advance(Duration::from_secs(60));
+    kms.disable_key(&KeyIdRequest::new(key.clone())).expect("disable");
+    encrypt_with(&kms, &key).expect_err("a disabled key");
+    kms.flush_audit().expect("flush");
+    assert_eq!(last_used(&kms), Some(used.clone()));
+    assert_eq!(last_used(&other), Some(used));
+}

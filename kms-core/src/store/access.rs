@@ -131,11 +131,17 @@ pub struct AuditRecord {
     pub key_id: Option<String>,
     pub result: String,
     pub error_code: Option<String>,
+    /// How many identical calls in a row (in one millisecond) the record stands for.
+    pub count: u64,
 }
 
 /// The statement that appends one audit record (its `event_id` is assigned by SQLite).
 pub const INSERT_AUDIT: &str = "INSERT INTO audit (time_ms, principal, source_ip, action, resource, key_id, \
-     result, error_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+     result, error_code, event_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// The statement that moves a key's last-use time forward (never back).
+pub const MARK_KEY_USED: &str = "INSERT INTO key_last_used (key_id, time_ms) VALUES (?1, ?2) \
+     ON CONFLICT (key_id) DO UPDATE SET time_ms = MAX(time_ms, excluded.time_ms)";
 
 /// What to select from the audit trail; `None` matches anything.
 #[derive(Debug, Default, Clone)]
@@ -155,8 +161,8 @@ pub fn query_audit(conn: &Connection, f: &AuditFilter, offset: u64, limit: u32) 
     let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM audit {WHERE}"), args, |r| r.get(0))?;
     let rows = conn
         .prepare_cached(&format!(
-            "SELECT event_id, time_ms, principal, source_ip, action, resource, key_id, result, error_code \
-             FROM audit {WHERE} ORDER BY time_ms DESC, event_id DESC LIMIT ?6 OFFSET ?7"
+            "SELECT event_id, time_ms, principal, source_ip, action, resource, key_id, result, error_code, \
+             event_count FROM audit {WHERE} ORDER BY time_ms DESC, event_id DESC LIMIT ?6 OFFSET ?7"
         ))?
         .query_map(
             params![
@@ -179,6 +185,7 @@ pub fn query_audit(conn: &Connection, f: &AuditFilter, offset: u64, limit: u32) 
                     key_id: row.get(6)?,
                     result: row.get(7)?,
                     error_code: row.get(8)?,
+                    count: count(row.get(9)?),
                 })
             },
         )?
@@ -186,12 +193,11 @@ pub fn query_audit(conn: &Connection, f: &AuditFilter, offset: u64, limit: u32) 
     Ok((rows, count(total)))
 }
 
-/// When a key was last used for cryptography (a successful call of one of `actions`).
-pub fn last_used(conn: &Connection, key_id: &str, actions: &[&str]) -> Result<Option<i64>> {
-    let list = actions.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ");
+/// When a key was last used for cryptography, as far as the stored trail tells (the audit writer
+/// keeps `key_last_used` with every batch it stores).
+pub fn last_used(conn: &Connection, key_id: &str) -> Result<Option<i64>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT MAX(time_ms) FROM audit WHERE key_id = ?1 AND result = 'Success' AND action IN ({list})"
-        ))?
-        .query_row([key_id], |r| r.get(0))?)
+        .prepare_cached("SELECT time_ms FROM key_last_used WHERE key_id = ?1")?
+        .query_row([key_id], |r| r.get(0))
+        .optional()?)
 }

@@ -118,6 +118,28 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_key ON audit (key_id, time_ms) WHERE key_id IS NOT NULL;
     CREATE INDEX audit_by_principal ON audit (principal, time_ms);
     "#,
+    // 5: a counter that every metadata write moves (so that the audit writer's commits, which
+    // move SQLite's data_version too, do not drop every process's caches); runs of identical
+    // calls in one millisecond as one audit row with a count; each key's last use, kept by the
+    // audit writer (DescribeKey reads one row instead of scanning the key's trail).
+    r#"
+    CREATE TABLE metadata_changes (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        counter INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO metadata_changes (id, counter) VALUES (1, 0);
+    ALTER TABLE audit ADD COLUMN event_count INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE key_last_used (
+        key_id  TEXT PRIMARY KEY,
+        time_ms INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO key_last_used (key_id, time_ms)
+        SELECT key_id, MAX(time_ms) FROM audit
+        WHERE key_id IS NOT NULL AND result = 'Success' AND action IN ('Encrypt', 'Decrypt', 'ReEncrypt', 'GenerateDataKey',
+            'GenerateDataKeyWithoutPlaintext', 'AsymmetricSign', 'AsymmetricVerify', 'AsymmetricEncrypt',
+            'AsymmetricDecrypt')
+        GROUP BY key_id;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -125,6 +147,11 @@ pub const CURRENT: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database up to [`CURRENT`]. Refuses a database written by a newer build.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, CURRENT)
+}
+
+/// Brings the database up to schema version `target` (tests stop short of [`CURRENT`]).
+fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
     loop {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -133,12 +160,62 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
                 "the store has schema version {version}, newer than this build's {CURRENT}"
             )));
         }
-        if version == CURRENT {
+        if version >= target {
             return Ok(());
         }
         let index = usize::try_from(version).map_err(KmsError::internal)?;
         tx.execute_batch(MIGRATIONS[index])?;
         tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written before migration 5 keeps its trail, and its keys' last use is carried
+    /// over from it: only successful calls of the key-use actions count.
+    #[test]
+    fn migration_5_counts_old_events_once_and_carries_last_use_over() {
+        let mut conn = Connection::open_in_memory().expect("sqlite");
+        migrate_to(&mut conn, 4).expect("up to 4");
+        let insert = |time: i64, action: &str, key: Option<&str>, result: &str| {
+            conn.execute(
+                "INSERT INTO audit (time_ms, principal, action, resource, key_id, result) \
+                 VALUES (?1, 'acs:ram::1:root', ?2, '*', ?3, ?4)",
+                rusqlite::params![time, action, key, result],
+            )
+            .expect("an old event");
+        };
+        insert(10, "Encrypt", Some("k1"), "Success");
+        insert(20, "AsymmetricSign", Some("k1"), "Success");
+        insert(30, "Encrypt", Some("k1"), "Failure");
+        insert(40, "DescribeKey", Some("k1"), "Success");
+        insert(15, "Decrypt", Some("k2"), "Success");
+        insert(50, "DescribeKey", Some("k3"), "Success");
+        migrate(&mut conn).expect("up to the current schema");
+        let last_use: Vec<(String, i64)> = conn
+            .prepare("SELECT key_id, time_ms FROM key_last_used ORDER BY key_id")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .expect("key_last_used");
+        assert_eq!(last_use, [("k1".to_owned(), 20), ("k2".to_owned(), 15)]);
+        let counts: Vec<i64> = conn
+            .prepare("SELECT event_count FROM audit ORDER BY event_id")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("event counts");
+        assert_eq!(counts, [1; 6]);
+        let changes: i64 = conn
+            .query_row("SELECT counter FROM metadata_changes", [], |r| r.get(0))
+            .expect("the metadata change counter");
+        assert_eq!(changes, 0);
+    }
+
+    /// Migration 5 names the key-use actions in SQL; they must be the audit writer's.
+    #[test]
+    fn migration_5_names_every_key_use_action() {
+        for action in crate::ops::KEY_USE_ACTIONS {
+            assert!(MIGRATIONS[4].contains(&format!("'{action}'")), "{action}");
+        }
     }
 }

@@ -94,7 +94,7 @@ pub fn login(session: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: &[u8]) ->
     } else {
         tracing::info!(role = ?role, "logged in");
     }
-    *m.login.write() = login;
+    m.login.set(login);
     Ok(())
 }
 
@@ -102,12 +102,11 @@ pub fn login(session: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: &[u8]) ->
 pub fn logout(session: CK_SESSION_HANDLE) -> Result<()> {
     let m = state::module()?;
     m.session(session)?;
-    let mut login = m.login.write();
-    if matches!(*login, Login::Public) {
-        return Err(Ckr::CKR_USER_NOT_LOGGED_IN);
+    if m.login.logout() {
+        Ok(())
+    } else {
+        Err(Ckr::CKR_USER_NOT_LOGGED_IN)
     }
-    *login = Login::Public;
-    Ok(())
 }
 
 /// C_InitPIN: the SO sets the user PIN.
@@ -136,9 +135,7 @@ pub fn set_pin(session: CK_SESSION_HANDLE, old: &[u8], new: &[u8]) -> Result<()>
         _ => PinRole::User,
     };
     m.kms.set_pin(m.instance(), role, old, new)?;
-    if let Login::SecurityOfficer(kept) = &mut *m.login.write() {
-        *kept = Zeroizing::new(new.to_vec());
-    }
+    m.login.keep_so_pin(new);
     tracing::info!(role = ?role, "PIN changed");
     Ok(())
 }
