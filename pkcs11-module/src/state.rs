@@ -127,11 +127,30 @@ pub enum Target {
     Session(Arc<SessionKey>),
 }
 
+/// The key an operation uses, resolved at its C_*Init.
+#[derive(Clone)]
+pub enum UseTarget {
+    /// A version of a KMS key, resolved once: while the store does not change, each C_Sign or
+    /// C_Encrypt that follows goes straight to the loaded key (still authorized and audited).
+    /// The `Arc` is the session's own (see [`Session::resolved`]): cloning it for each
+    /// operation touches no cache line another thread's session uses.
+    Token(Arc<kms_core::TokenVersion>),
+    /// A session key.
+    Session(Arc<SessionKey>),
+}
+
+/// The token key a session used last, kept for its next C_*Init on the same handle.
+pub struct ResolvedKey {
+    handle: CK_OBJECT_HANDLE,
+    kind: Kind,
+    version: Arc<kms_core::TokenVersion>,
+}
+
 /// A key chosen for an operation.
 #[derive(Clone)]
 pub struct KeyUse {
     /// Where it is.
-    pub target: Target,
+    pub target: UseTarget,
     /// Its spec.
     pub spec: KeySpec,
 }
@@ -222,6 +241,9 @@ pub struct Session {
     pub decrypt: Option<CipherOp>,
     /// A digest in progress.
     pub digest: Option<DigestOp>,
+    /// The token key this session's last C_*Init resolved: the next one on the same handle
+    /// reuses it while the store has not changed (most sessions use one key over and over).
+    pub resolved: Option<ResolvedKey>,
 }
 
 /// Public parts and certificates, per key version (they never change).
@@ -333,6 +355,7 @@ impl Module {
             encrypt: None,
             decrypt: None,
             digest: None,
+            resolved: None,
         };
         let _changing = self.sessions_changing.lock();
         let mut sessions = SessionTable::clone(&self.sessions.load());
@@ -407,30 +430,51 @@ impl Module {
 
     /// The key behind a handle, for an operation that needs `kind` (or, for `Private`/`Secret`,
     /// a login). Keys that left the token (disabled, deleted) are invalid handles.
-    pub fn key_for(&self, handle: CK_OBJECT_HANDLE, wanted: &[Kind]) -> Result<(KeyUse, Kind, KeyUsage)> {
-        let object = self.objects.get(handle).map_err(|_| Ckr::CKR_KEY_HANDLE_INVALID)?;
-        let (key, kind, usage) = match object {
-            Object::Token(t) => {
-                // The KMS answers from its caches whether the key is still Enabled and the
-                // version exists: a key that left the token is an invalid handle.
-                let (spec, usage) = self.kms.version_info(&t.key_id, &t.version_id)?;
-                let key = KeyUse {
-                    target: Target::Token {
-                        key_id: Arc::clone(&t.key_id),
-                        version_id: Arc::clone(&t.version_id),
-                    },
-                    spec,
-                };
-                (key, t.kind, usage)
-            }
-            Object::Session { key, kind, .. } => (
+    pub fn key_for(
+        &self,
+        session: &mut Session,
+        handle: CK_OBJECT_HANDLE,
+        wanted: &[Kind],
+    ) -> Result<(KeyUse, Kind, KeyUsage)> {
+        let reusable = match &session.resolved {
+            Some(r) if r.handle == handle => self.kms.is_current(&r.version)?,
+            _ => false,
+        };
+        let (key, kind, usage) = match &session.resolved {
+            Some(r) if reusable => (
                 KeyUse {
-                    spec: key.spec,
-                    target: Target::Session(Arc::clone(&key)),
+                    spec: r.version.spec(),
+                    target: UseTarget::Token(Arc::clone(&r.version)),
                 },
-                kind,
-                key.usage,
+                r.kind,
+                r.version.usage(),
             ),
+            _ => match self.objects.get(handle).map_err(|_| Ckr::CKR_KEY_HANDLE_INVALID)? {
+                Object::Token(t) => {
+                    // The KMS answers from its caches whether the key is still Enabled and the
+                    // version exists: a key that left the token is an invalid handle.
+                    let version = Arc::new(self.kms.token_version(&t.key_id, &t.version_id)?);
+                    session.resolved = Some(ResolvedKey {
+                        handle,
+                        kind: t.kind,
+                        version: Arc::clone(&version),
+                    });
+                    let usage = version.usage();
+                    let key = KeyUse {
+                        spec: version.spec(),
+                        target: UseTarget::Token(version),
+                    };
+                    (key, t.kind, usage)
+                }
+                Object::Session { key, kind, .. } => (
+                    KeyUse {
+                        spec: key.spec,
+                        target: UseTarget::Session(Arc::clone(&key)),
+                    },
+                    kind,
+                    key.usage,
+                ),
+            },
         };
         if kind.is_private() && !self.user_logged_in() {
             return Err(Ckr::CKR_USER_NOT_LOGGED_IN);
@@ -475,8 +519,9 @@ impl Module {
             .generate_random(&kms_core::api::GenerateRandomRequest { length: Some(16) })?;
         serial.copy_from_slice(random.random.expose());
         let now_s = self.kms.now_ms() / 1000;
+        let version = self.kms.token_version(key_id, version_id)?;
         let made = cert::self_signed(spec, label, &spki, serial, now_s, |scheme, digest| {
-            self.kms.as_root().sign_with(key_id, version_id, scheme, digest)
+            self.kms.as_root().sign_with(&version, scheme, digest)
         })?
         .map(Arc::new);
         self.certificates.write().insert(id, Arc::new(made.clone()));
@@ -486,22 +531,19 @@ impl Module {
     /// Signs with a key.
     pub fn sign(&self, key: &KeyUse, scheme: SignScheme, data: &[u8]) -> Result<Vec<u8>> {
         match &key.target {
-            Target::Token { key_id, version_id } => Ok(self
-                .kms
-                .as_caller(&self.caller())
-                .sign_with(key_id, version_id, scheme, data)?),
-            Target::Session(k) => k.handle.sign(scheme, data).map_err(engine_ckr),
+            UseTarget::Token(version) => Ok(self.kms.as_caller(&self.caller()).sign_with(version, scheme, data)?),
+            UseTarget::Session(k) => k.handle.sign(scheme, data).map_err(engine_ckr),
         }
     }
 
     /// Verifies with a key.
     pub fn verify(&self, key: &KeyUse, scheme: SignScheme, data: &[u8], signature: &[u8]) -> Result<bool> {
         match &key.target {
-            Target::Token { key_id, version_id } => Ok(self
+            UseTarget::Token(version) => Ok(self
                 .kms
                 .as_caller(&self.caller())
-                .verify_with(key_id, version_id, scheme, data, signature)?),
-            Target::Session(k) => k.handle.verify(scheme, data, signature).map_err(engine_ckr),
+                .verify_with(version, scheme, data, signature)?),
+            UseTarget::Session(k) => k.handle.verify(scheme, data, signature).map_err(engine_ckr),
         }
     }
 
@@ -513,12 +555,12 @@ impl Module {
                 let mut buf = Vec::with_capacity(data.len() + kms_core::engine::AEAD_TAG_LEN);
                 buf.extend_from_slice(data);
                 let sealed = match target {
-                    Target::Token { key_id, version_id } => self
+                    UseTarget::Token(version) => self
                         .kms
                         .as_caller(&self.caller())
-                        .aead_seal(key_id, version_id, &gcm.iv, &gcm.aad, &mut buf)
+                        .aead_seal(version, &gcm.iv, &gcm.aad, &mut buf)
                         .map_err(Ckr::from),
-                    Target::Session(k) => k.handle.seal_in_place(&gcm.iv, &gcm.aad, &mut buf).map_err(engine_ckr),
+                    UseTarget::Session(k) => k.handle.seal_in_place(&gcm.iv, &gcm.aad, &mut buf).map_err(engine_ckr),
                 };
                 match sealed {
                     Ok(tag) => {
@@ -531,11 +573,11 @@ impl Module {
                     }
                 }
             }
-            (Cipher::Asymmetric(scheme), Target::Token { key_id, version_id }) => Ok(self
+            (Cipher::Asymmetric(scheme), UseTarget::Token(version)) => Ok(self
                 .kms
                 .as_caller(&self.caller())
-                .encrypt_with(key_id, version_id, *scheme, data)?),
-            (Cipher::Asymmetric(scheme), Target::Session(k)) => {
+                .encrypt_with(version, *scheme, data)?),
+            (Cipher::Asymmetric(scheme), UseTarget::Session(k)) => {
                 k.handle.encrypt_with(*scheme, data).map_err(engine_ckr)
             }
         }
@@ -552,22 +594,22 @@ impl Module {
                 let (body, tag) = data.split_at(tag_at);
                 let mut buf = Zeroizing::new(body.to_vec());
                 match target {
-                    Target::Token { key_id, version_id } => self
+                    UseTarget::Token(version) => self
                         .kms
                         .as_caller(&self.caller())
-                        .aead_open(key_id, version_id, &gcm.iv, &gcm.aad, &mut buf, tag)?,
-                    Target::Session(k) => k
+                        .aead_open(version, &gcm.iv, &gcm.aad, &mut buf, tag)?,
+                    UseTarget::Session(k) => k
                         .handle
                         .open_in_place(&gcm.iv, &gcm.aad, &mut buf, tag)
                         .map_err(|_| Ckr::CKR_ENCRYPTED_DATA_INVALID)?,
                 }
                 Ok(buf)
             }
-            (Cipher::Asymmetric(scheme), Target::Token { key_id, version_id }) => Ok(self
+            (Cipher::Asymmetric(scheme), UseTarget::Token(version)) => Ok(self
                 .kms
                 .as_caller(&self.caller())
-                .decrypt_with(key_id, version_id, *scheme, data)?),
-            (Cipher::Asymmetric(scheme), Target::Session(k)) => k
+                .decrypt_with(version, *scheme, data)?),
+            (Cipher::Asymmetric(scheme), UseTarget::Session(k)) => k
                 .handle
                 .decrypt_with(*scheme, data)
                 .map_err(|_| Ckr::CKR_ENCRYPTED_DATA_INVALID),

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::Kms;
 use super::audit::AuditEvent;
+use super::{Kms, TokenVersion};
 use crate::engine::{AEAD_TAG_LEN, CipherScheme, SignScheme};
 use crate::error::{KmsError, Result};
 use crate::policy::{self, Decision, PolicyDocument, Principal};
@@ -100,50 +100,41 @@ impl Client<'_> {
 
     /// Signs pre-hashed data with one version of a SIGN/VERIFY key (PKCS#11 C_Sign; authorized
     /// and audited as AsymmetricSign).
-    pub fn sign_with(&self, key_id: &str, version_id: &str, scheme: SignScheme, data: &[u8]) -> Result<Vec<u8>> {
+    pub fn sign_with(&self, version: &TokenVersion, scheme: SignScheme, data: &[u8]) -> Result<Vec<u8>> {
         self.run("AsymmetricSign", "kms:AsymmetricSign", |call| {
-            self.kms.sign_with_as(call, key_id, version_id, scheme, data)
+            self.kms.sign_with_as(call, version, scheme, data)
         })
     }
 
     /// Verifies a signature with one version of a SIGN/VERIFY key (as AsymmetricVerify).
     pub fn verify_with(
         &self,
-        key_id: &str,
-        version_id: &str,
+        version: &TokenVersion,
         scheme: SignScheme,
         data: &[u8],
         signature: &[u8],
     ) -> Result<bool> {
         self.run("AsymmetricVerify", "kms:AsymmetricVerify", |call| {
-            self.kms
-                .verify_with_as(call, key_id, version_id, scheme, data, signature)
+            self.kms.verify_with_as(call, version, scheme, data, signature)
         })
     }
 
     /// Encrypts with the public key of one version of an asymmetric key (as AsymmetricEncrypt).
-    pub fn encrypt_with(
-        &self,
-        key_id: &str,
-        version_id: &str,
-        scheme: CipherScheme,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>> {
+    pub fn encrypt_with(&self, version: &TokenVersion, scheme: CipherScheme, plaintext: &[u8]) -> Result<Vec<u8>> {
         self.run("AsymmetricEncrypt", "kms:AsymmetricEncrypt", |call| {
-            self.kms.encrypt_with_as(call, key_id, version_id, scheme, plaintext)
+            self.kms.encrypt_with_as(call, version, scheme, plaintext)
         })
     }
 
     /// Decrypts with one version of an asymmetric key (as AsymmetricDecrypt).
     pub fn decrypt_with(
         &self,
-        key_id: &str,
-        version_id: &str,
+        version: &TokenVersion,
         scheme: CipherScheme,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
         self.run("AsymmetricDecrypt", "kms:AsymmetricDecrypt", |call| {
-            self.kms.decrypt_with_as(call, key_id, version_id, scheme, ciphertext)
+            self.kms.decrypt_with_as(call, version, scheme, ciphertext)
         })
     }
 
@@ -151,29 +142,20 @@ impl Client<'_> {
     /// and AAD (PKCS#11 CKM_AES_GCM; as Encrypt). Returns the tag.
     pub fn aead_seal(
         &self,
-        key_id: &str,
-        version_id: &str,
+        version: &TokenVersion,
         iv: &[u8],
         aad: &[u8],
         buf: &mut [u8],
     ) -> Result<[u8; AEAD_TAG_LEN]> {
         self.run("Encrypt", "kms:Encrypt", |call| {
-            self.kms.aead_seal_as(call, key_id, version_id, iv, aad, buf)
+            self.kms.aead_seal_as(call, version, iv, aad, buf)
         })
     }
 
     /// AEAD-decrypts `buf` in place (as Decrypt); any failure is `InvalidCiphertext`.
-    pub fn aead_open(
-        &self,
-        key_id: &str,
-        version_id: &str,
-        iv: &[u8],
-        aad: &[u8],
-        buf: &mut [u8],
-        tag: &[u8],
-    ) -> Result<()> {
+    pub fn aead_open(&self, version: &TokenVersion, iv: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<()> {
         self.run("Decrypt", "kms:Decrypt", |call| {
-            self.kms.aead_open_as(call, key_id, version_id, iv, aad, buf, tag)
+            self.kms.aead_open_as(call, version, iv, aad, buf, tag)
         })
     }
 }
@@ -212,7 +194,7 @@ impl<'a> Call<'a> {
     }
 
     /// Notes the key the call used (the first one wins: ReEncrypt's source).
-    fn used_key(&self, key_id: &Arc<str>) {
+    pub fn used_key(&self, key_id: &Arc<str>) {
         let mut slot = self.key_id.borrow_mut();
         if slot.is_none() {
             *slot = Some(Arc::clone(key_id));

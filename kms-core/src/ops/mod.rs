@@ -21,12 +21,14 @@ pub(crate) use access::Call;
 pub use access::{CallerContext, Client, OPERATIONS};
 #[cfg(test)]
 pub(crate) use audit::KEY_USE_ACTIONS;
-pub use token::{MAX_PIN_LEN, MIN_PIN_LEN, PinRole, TokenInfo, TokenKey, TokenView, hash_pin, pin_matches};
+pub use token::{
+    MAX_PIN_LEN, MIN_PIN_LEN, PinRole, TokenInfo, TokenKey, TokenVersion, TokenView, hash_pin, pin_matches,
+};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
@@ -159,6 +161,11 @@ pub struct Kms {
     started: Instant,
     /// When (ns after `started`) the last poll that the metadata cache reflects began.
     last_poll_ns: AtomicU64,
+    /// The metadata cache's epoch, mirrored (see [`Kms::publish`]).
+    epoch: AtomicU64,
+    /// Until when (clock ms) the cache may be used without a poll: the next due work if the
+    /// cache is fresh, else `i64::MIN` (mirrored, see [`Kms::publish`]).
+    fresh_until_ms: AtomicI64,
     poll_interval: Duration,
     /// The store's account root: who `Kms`'s own operation methods act as.
     root: CallerContext,
@@ -173,6 +180,20 @@ impl std::fmt::Debug for Kms {
             .field("engine", &self.engine.name())
             .finish_non_exhaustive()
     }
+}
+
+/// A key may do cryptography of `usage`: it is Enabled and has that usage.
+fn check_usage(key: &KeyRecord, usage: KeyUsage) -> Result<()> {
+    if key.state != KeyState::Enabled {
+        return Err(KmsError::KeyStateRejected { state: key.state });
+    }
+    if key.usage != usage {
+        return Err(KmsError::Unsupported {
+            what: "KeyUsage",
+            reason: format!("the key's usage is {}, this operation needs {usage}", key.usage),
+        });
+    }
+    Ok(())
 }
 
 /// A fresh random id in the UUID v4 form the API uses for keys and versions.
@@ -238,6 +259,8 @@ impl Kms {
             token_views: RwLock::new(HashMap::new()),
             started: Instant::now(),
             last_poll_ns: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            fresh_until_ms: AtomicI64::new(i64::MIN),
             poll_interval: options.poll_interval,
         };
         kms.sync()?;
@@ -274,11 +297,8 @@ impl Kms {
         let begun = self.monotonic_ns();
         let poll_due = begun.saturating_sub(self.last_poll_ns.load(Ordering::Acquire))
             >= u64::try_from(self.poll_interval.as_nanos()).unwrap_or(u64::MAX);
-        {
-            let meta = self.meta.read();
-            if meta.fresh && !poll_due && meta.next_due_ms.is_none_or(|t| now < t) {
-                return Ok(());
-            }
+        if !poll_due && now < self.fresh_until_ms.load(Ordering::Acquire) {
+            return Ok(());
         }
         let data_version = self.store.data_version()?;
         {
@@ -313,6 +333,7 @@ impl Kms {
             meta.metadata_changes = changes;
             meta.next_due_ms = next_due;
             meta.fresh = true;
+            self.publish(&meta);
         }
         // Only now does the cache reflect this poll; a thread that skips polling on the strength
         // of this time must find the reloaded cache.
@@ -344,6 +365,25 @@ impl Kms {
         meta.epoch += 1;
         meta.fresh = false;
         meta.clear_loaded();
+        self.publish(&meta);
+    }
+
+    /// Mirrors what every call asks of the metadata cache into atomics, under its write lock:
+    /// reading them touches no lock, where a read lock taken by every call of every thread
+    /// bounces its cache line between the cores.
+    fn publish(&self, meta: &MetaCache) {
+        let fresh_until = match (meta.fresh, meta.next_due_ms) {
+            (false, _) => i64::MIN,
+            (true, None) => i64::MAX,
+            (true, Some(due)) => due,
+        };
+        self.epoch.store(meta.epoch, Ordering::Release);
+        self.fresh_until_ms.store(fresh_until, Ordering::Release);
+    }
+
+    /// The metadata cache's epoch now (it moves whenever the cache is dropped).
+    fn epoch_now(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// A key by id, from the cache or the store.
@@ -418,15 +458,7 @@ impl Kms {
     /// Resolves a key that must be Enabled and have `usage`.
     fn usable(&self, call: &Call<'_>, action: &'static str, key_ref: &str, usage: KeyUsage) -> Result<Arc<KeyRecord>> {
         let key = self.resolve_for(call, action, key_ref)?;
-        if key.state != KeyState::Enabled {
-            return Err(KmsError::KeyStateRejected { state: key.state });
-        }
-        if key.usage != usage {
-            return Err(KmsError::Unsupported {
-                what: "KeyUsage",
-                reason: format!("the key's usage is {}, this operation needs {usage}", key.usage),
-            });
-        }
+        check_usage(&key, usage)?;
         Ok(key)
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::{Call, Kms, engine_error};
+use super::{Call, Kms, check_usage, engine_error};
 use crate::engine::{AEAD_IV_LEN, AEAD_TAG_LEN, CipherScheme, KeyHandle, SignScheme};
 use crate::error::{KmsError, Result};
 use crate::model::KeyUsage;
@@ -57,6 +57,49 @@ pub struct TokenKey {
     pub label: String,
     /// Its versions, the primary first, then newest first.
     pub versions: Vec<Arc<str>>,
+}
+
+/// One version of a key a token shows, resolved once for the operations that follow
+/// ([`Kms::token_version`]).
+#[derive(Clone)]
+pub struct TokenVersion {
+    key: Arc<KeyRecord>,
+    access: Arc<super::access::KeyAccess>,
+    handle: Arc<dyn KeyHandle>,
+    version_id: Arc<str>,
+    /// The metadata epoch it was resolved in.
+    epoch: u64,
+}
+
+impl TokenVersion {
+    /// The key's id.
+    pub fn key_id(&self) -> &str {
+        &self.key.key_id
+    }
+
+    /// The version's id.
+    pub fn version_id(&self) -> &str {
+        &self.version_id
+    }
+
+    /// The key's spec.
+    pub fn spec(&self) -> crate::model::KeySpec {
+        self.key.spec
+    }
+
+    /// The key's usage.
+    pub fn usage(&self) -> KeyUsage {
+        self.key.usage
+    }
+}
+
+impl std::fmt::Debug for TokenVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVersion")
+            .field("key_id", &self.key.key_id)
+            .field("version_id", &self.version_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A snapshot of a token's keys, valid until the store changes.
@@ -309,106 +352,125 @@ impl Kms {
         Ok(view)
     }
 
-    /// A usable key's loaded version, for the operations below.
-    fn version_handle(
-        &self,
-        call: &Call<'_>,
-        key_id: &str,
-        version_id: &str,
-        usage: KeyUsage,
-    ) -> Result<Arc<dyn KeyHandle>> {
+    /// One version of a key the token shows, resolved for the operations below: the key is
+    /// Enabled and the version exists (answered from the caches on the hot path). PKCS#11 does
+    /// this at C_*Init; each operation that follows is still authorized and audited.
+    pub fn token_version(&self, key_id: &str, version_id: &str) -> Result<TokenVersion> {
         self.sync()?;
-        let key = self.usable(call, call.action, key_id, usage)?;
-        self.handle(&key, version_id)
-    }
-
-    /// The spec and usage of a usable key version: the key is Enabled and the version exists
-    /// (answered from the caches on the hot path; the module checks a handle with it).
-    pub fn version_info(&self, key_id: &str, version_id: &str) -> Result<(crate::model::KeySpec, KeyUsage)> {
-        self.sync()?;
+        // Taken first: if the cache is dropped while we resolve, the operations re-resolve.
+        let epoch = self.epoch_now();
         let key = self.resolve(key_id)?;
         if key.state != crate::model::KeyState::Enabled {
             return Err(KmsError::KeyStateRejected { state: key.state });
         }
-        self.handle(&key, version_id)?;
-        Ok((key.spec, key.usage))
+        let access = self.key_access(&key)?;
+        let handle = self.handle(&key, version_id)?;
+        Ok(TokenVersion {
+            key,
+            access,
+            handle,
+            version_id: Arc::from(version_id),
+            epoch,
+        })
+    }
+
+    /// Whether a resolved version still stands as resolved: nothing in the store changed since
+    /// (a key that changed in any way is resolved again, with [`Kms::token_version`]).
+    pub fn is_current(&self, version: &TokenVersion) -> Result<bool> {
+        self.sync()?;
+        Ok(self.epoch_now() == version.epoch)
+    }
+
+    /// Runs `op` on the loaded version once `call` may use the key for `usage`: straight from the
+    /// resolved version while the store has not changed since it was resolved, else after
+    /// resolving it again (the key may have been disabled, retagged, given a policy…).
+    fn with_version<T>(
+        &self,
+        call: &Call<'_>,
+        version: &TokenVersion,
+        usage: KeyUsage,
+        op: impl FnOnce(&dyn KeyHandle) -> Result<T>,
+    ) -> Result<T> {
+        self.sync()?;
+        if self.epoch_now() == version.epoch {
+            let access = &version.access;
+            call.touched(Arc::clone(&access.arn));
+            call.used_key(&access.key_id);
+            self.authorize(call, call.action, &access.arn, Some(access))?;
+            check_usage(&version.key, usage)?;
+            return op(&*version.handle);
+        }
+        let key = self.usable(call, call.action, &version.key.key_id, usage)?;
+        op(&*self.handle(&key, &version.version_id)?)
     }
 
     /// Signs pre-hashed data with one version of a SIGN/VERIFY key.
     pub(crate) fn sign_with_as(
         &self,
         call: &Call<'_>,
-        key_id: &str,
-        version_id: &str,
+        version: &TokenVersion,
         scheme: SignScheme,
         data: &[u8],
     ) -> Result<Vec<u8>> {
-        self.version_handle(call, key_id, version_id, KeyUsage::SignVerify)?
-            .sign(scheme, data)
-            .map_err(|e| engine_error(e, "Digest"))
+        self.with_version(call, version, KeyUsage::SignVerify, |h| {
+            h.sign(scheme, data).map_err(|e| engine_error(e, "Digest"))
+        })
     }
 
     /// Verifies a signature with one version of a SIGN/VERIFY key.
     pub(crate) fn verify_with_as(
         &self,
         call: &Call<'_>,
-        key_id: &str,
-        version_id: &str,
+        version: &TokenVersion,
         scheme: SignScheme,
         data: &[u8],
         signature: &[u8],
     ) -> Result<bool> {
-        self.version_handle(call, key_id, version_id, KeyUsage::SignVerify)?
-            .verify(scheme, data, signature)
-            .map_err(|e| engine_error(e, "Digest"))
+        self.with_version(call, version, KeyUsage::SignVerify, |h| {
+            h.verify(scheme, data, signature).map_err(|e| engine_error(e, "Digest"))
+        })
     }
 
     /// Encrypts with the public key of one version of an asymmetric ENCRYPT/DECRYPT key.
     pub(crate) fn encrypt_with_as(
         &self,
         call: &Call<'_>,
-        key_id: &str,
-        version_id: &str,
+        version: &TokenVersion,
         scheme: CipherScheme,
         plaintext: &[u8],
     ) -> Result<Vec<u8>> {
-        self.version_handle(call, key_id, version_id, KeyUsage::EncryptDecrypt)?
-            .encrypt_with(scheme, plaintext)
-            .map_err(|e| engine_error(e, "Plaintext"))
+        self.with_version(call, version, KeyUsage::EncryptDecrypt, |h| {
+            h.encrypt_with(scheme, plaintext)
+                .map_err(|e| engine_error(e, "Plaintext"))
+        })
     }
 
     /// Decrypts with one version of an asymmetric ENCRYPT/DECRYPT key.
     pub(crate) fn decrypt_with_as(
         &self,
         call: &Call<'_>,
-        key_id: &str,
-        version_id: &str,
+        version: &TokenVersion,
         scheme: CipherScheme,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
-        self.version_handle(call, key_id, version_id, KeyUsage::EncryptDecrypt)?
-            .decrypt_with(scheme, ciphertext)
-            .map_err(|e| engine_error(e, "CiphertextBlob"))
+        self.with_version(call, version, KeyUsage::EncryptDecrypt, |h| {
+            h.decrypt_with(scheme, ciphertext)
+                .map_err(|e| engine_error(e, "CiphertextBlob"))
+        })
     }
 
-    fn symmetric_handle(
-        &self,
-        call: &Call<'_>,
-        key_id: &str,
-        version_id: &str,
-        iv: &[u8],
-    ) -> Result<Arc<dyn KeyHandle>> {
+    /// The checks of a symmetric operation under the caller's IV.
+    fn check_aead(version: &TokenVersion, iv: &[u8]) -> Result<()> {
         if iv.len() != AEAD_IV_LEN {
             return Err(KmsError::invalid("Iv", format!("the IV has {AEAD_IV_LEN} bytes")));
         }
-        let handle = self.version_handle(call, key_id, version_id, KeyUsage::EncryptDecrypt)?;
-        if !handle.spec().is_symmetric() {
+        if !version.key.spec.is_symmetric() {
             return Err(KmsError::Unsupported {
                 what: "KeySpec",
                 reason: "AEAD needs a symmetric key".into(),
             });
         }
-        Ok(handle)
+        Ok(())
     }
 
     /// AEAD-encrypts `buf` in place with one version of a symmetric key, under the caller's IV
@@ -416,15 +478,15 @@ impl Kms {
     pub(crate) fn aead_seal_as(
         &self,
         call: &Call<'_>,
-        key_id: &str,
-        version_id: &str,
+        version: &TokenVersion,
         iv: &[u8],
         aad: &[u8],
         buf: &mut [u8],
     ) -> Result<[u8; AEAD_TAG_LEN]> {
-        self.symmetric_handle(call, key_id, version_id, iv)?
-            .seal_in_place(iv, aad, buf)
-            .map_err(|e| engine_error(e, "Plaintext"))
+        self.with_version(call, version, KeyUsage::EncryptDecrypt, |h| {
+            Self::check_aead(version, iv)?;
+            h.seal_in_place(iv, aad, buf).map_err(|e| engine_error(e, "Plaintext"))
+        })
     }
 
     /// AEAD-decrypts `buf` in place; any failure is `InvalidCiphertext`.
@@ -433,16 +495,16 @@ impl Kms {
     pub(crate) fn aead_open_as(
         &self,
         call: &Call<'_>,
-        key_id: &str,
-        version_id: &str,
+        version: &TokenVersion,
         iv: &[u8],
         aad: &[u8],
         buf: &mut [u8],
         tag: &[u8],
     ) -> Result<()> {
-        self.symmetric_handle(call, key_id, version_id, iv)?
-            .open_in_place(iv, aad, buf, tag)
-            .map_err(super::open_error)
+        self.with_version(call, version, KeyUsage::EncryptDecrypt, |h| {
+            Self::check_aead(version, iv)?;
+            h.open_in_place(iv, aad, buf, tag).map_err(super::open_error)
+        })
     }
 
     /// The DER SubjectPublicKeyInfo of one version of an asymmetric key, whatever its state

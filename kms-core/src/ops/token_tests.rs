@@ -108,26 +108,34 @@ fn the_view_shows_enabled_keys_by_label_with_the_primary_version_first() {
     assert_eq!((versions.len(), &*versions[0]), (2, v2.as_str()));
     // Both versions sign; the raw encoding is r || s.
     for v in versions {
+        let version = kms.token_version(&ec, v).expect("the version");
+        assert_eq!((version.key_id(), version.version_id()), (ec.as_str(), &**v));
         let sig = kms
             .as_root()
-            .sign_with(&ec, v, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32])
+            .sign_with(&version, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32])
             .expect("sign");
         assert_eq!(sig.len(), 64);
         assert!(
             kms.as_root()
-                .verify_with(&ec, v, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32], &sig)
+                .verify_with(&version, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32], &sig)
                 .expect("verify")
         );
     }
 
+    // A version resolved before its key was disabled is checked again when used.
+    let resolved_before = kms.token_version(&ec, &v2).expect("the version");
     kms.disable_key(&KeyIdRequest::new(&ec)).expect("disable");
     let view = kms.token_view(INSTANCE).expect("view");
     assert!(view.with_label("ec1").is_empty() && view.keys.len() == 1);
     assert_eq!(
         kms.as_root()
-            .sign_with(&ec, &v2, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32])
+            .sign_with(&resolved_before, SignScheme::Ecdsa(SigEncoding::Raw), &[7u8; 32])
             .expect_err("disabled")
             .code(),
+        "Rejected.Disabled"
+    );
+    assert_eq!(
+        kms.token_version(&ec, &v2).expect_err("disabled").code(),
         "Rejected.Disabled"
     );
 }
@@ -136,30 +144,28 @@ fn the_view_shows_enabled_keys_by_label_with_the_primary_version_first() {
 fn raw_aead_round_trips_and_refuses_a_wrong_tag() {
     let (_dir, kms) = open();
     let key = create(&kms, KeySpec::Aes256, None);
-    let version = kms.token_view(INSTANCE).expect("view").keys[0].versions[0].clone();
+    let version_id = kms.token_view(INSTANCE).expect("view").keys[0].versions[0].clone();
+    let version = kms.token_version(&key, &version_id).expect("the version");
     let mut buf = b"attack at dawn".to_vec();
     let tag = kms
         .as_root()
-        .aead_seal(&key, &version, &[1u8; 12], b"aad", &mut buf)
+        .aead_seal(&version, &[1u8; 12], b"aad", &mut buf)
         .expect("seal");
     assert_ne!(buf, b"attack at dawn");
     let mut bad = buf.clone();
     assert_eq!(
         kms.as_root()
-            .aead_open(&key, &version, &[1u8; 12], b"other", &mut bad, &tag)
+            .aead_open(&version, &[1u8; 12], b"other", &mut bad, &tag)
             .expect_err("aad")
             .code(),
         "InvalidCiphertext"
     );
     kms.as_root()
-        .aead_open(&key, &version, &[1u8; 12], b"aad", &mut buf, &tag)
+        .aead_open(&version, &[1u8; 12], b"aad", &mut buf, &tag)
         .expect("open");
     assert_eq!(buf, b"attack at dawn");
     assert_eq!(
-        kms.as_root()
-            .aead_seal(&key, "no-such-version", &[1u8; 12], b"", &mut buf)
-            .expect_err("version")
-            .code(),
+        kms.token_version(&key, "no-such-version").expect_err("version").code(),
         "Forbidden.KeyVersionNotFound"
     );
 }

@@ -25,8 +25,8 @@ fn with_session<T>(session: CK_SESSION_HANDLE, f: impl FnOnce(&Module, &mut Sess
     f(&m, &mut s)
 }
 
-fn sign_op(m: &Module, mechanism: &Mechanism, key: CK_OBJECT_HANDLE, kind: Kind) -> Result<SignOp> {
-    let (key, _, usage) = m.key_for(key, &[kind])?;
+fn sign_op(m: &Module, s: &mut Session, mechanism: &Mechanism, key: CK_OBJECT_HANDLE, kind: Kind) -> Result<SignOp> {
+    let (key, _, usage) = m.key_for(s, key, &[kind])?;
     if usage != KeyUsage::SignVerify {
         return Err(Ckr::CKR_KEY_FUNCTION_NOT_PERMITTED);
     }
@@ -70,7 +70,7 @@ pub fn sign_init(session: CK_SESSION_HANDLE, mechanism: &Mechanism, key: CK_OBJE
         if s.sign.is_some() {
             return Err(Ckr::CKR_OPERATION_ACTIVE);
         }
-        s.sign = Some(sign_op(m, mechanism, key, Kind::Private)?);
+        s.sign = Some(sign_op(m, s, mechanism, key, Kind::Private)?);
         Ok(())
     })
 }
@@ -134,7 +134,7 @@ pub fn verify_init(session: CK_SESSION_HANDLE, mechanism: &Mechanism, key: CK_OB
         if s.verify.is_some() {
             return Err(Ckr::CKR_OPERATION_ACTIVE);
         }
-        s.verify = Some(sign_op(m, mechanism, key, Kind::Public)?);
+        s.verify = Some(sign_op(m, s, mechanism, key, Kind::Public)?);
         Ok(())
     })
 }
@@ -177,14 +177,20 @@ pub fn verify_final(session: CK_SESSION_HANDLE, signature: &[u8]) -> Result<()> 
     with_session(session, |m, s| finish_verify(m, s, None, signature))
 }
 
-fn cipher_op(m: &Module, mechanism: &Mechanism, key: CK_OBJECT_HANDLE, encrypt: bool) -> Result<CipherOp> {
+fn cipher_op(
+    m: &Module,
+    s: &mut Session,
+    mechanism: &Mechanism,
+    key: CK_OBJECT_HANDLE,
+    encrypt: bool,
+) -> Result<CipherOp> {
     let kinds: &[Kind] = match mechanism {
         Mechanism::Gcm(_) => &[Kind::Secret],
         Mechanism::RsaOaep(_) | Mechanism::Sm2Encrypt if encrypt => &[Kind::Public],
         Mechanism::RsaOaep(_) | Mechanism::Sm2Encrypt => &[Kind::Private],
         _ => return Err(Ckr::CKR_MECHANISM_INVALID),
     };
-    let (key, _, usage) = m.key_for(key, kinds)?;
+    let (key, _, usage) = m.key_for(s, key, kinds)?;
     if usage != KeyUsage::EncryptDecrypt {
         return Err(Ckr::CKR_KEY_FUNCTION_NOT_PERMITTED);
     }
@@ -221,7 +227,7 @@ pub fn cipher_init(
         if slot(s, encrypt).is_some() {
             return Err(Ckr::CKR_OPERATION_ACTIVE);
         }
-        let op = cipher_op(m, mechanism, key, encrypt)?;
+        let op = cipher_op(m, s, mechanism, key, encrypt)?;
         *slot(s, encrypt) = Some(op);
         Ok(())
     })
