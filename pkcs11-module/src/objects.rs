@@ -122,7 +122,9 @@ pub enum Object {
 #[derive(Default)]
 struct Table {
     by_handle: HashMap<CK_OBJECT_HANDLE, Object>,
-    by_token: HashMap<TokenObject, CK_OBJECT_HANDLE>,
+    /// Token objects' handles by version id (unique across keys) and kind: looked up by `&str`,
+    /// so that finding an object clones no shared string.
+    by_token: HashMap<Box<str>, [Option<CK_OBJECT_HANDLE>; 4]>,
     next: CK_OBJECT_HANDLE,
 }
 
@@ -135,17 +137,29 @@ pub struct Objects {
 impl Objects {
     /// The handle of a token object, assigned on first sight.
     pub fn token_handle(&self, object: &TokenObject) -> CK_OBJECT_HANDLE {
-        if let Some(h) = self.table.read().by_token.get(object) {
-            return *h;
+        self.token_handle_of(&object.key_id, &object.version_id, object.kind)
+    }
+
+    /// The handle of a token object named by its parts (the strings are cloned only the first
+    /// time the object is seen).
+    pub fn token_handle_of(&self, key_id: &Arc<str>, version_id: &Arc<str>, kind: Kind) -> CK_OBJECT_HANDLE {
+        let slot = kind as usize;
+        if let Some(h) = self.table.read().by_token.get(&**version_id).and_then(|k| k[slot]) {
+            return h;
         }
         let mut t = self.table.write();
-        if let Some(h) = t.by_token.get(object) {
-            return *h;
+        if let Some(h) = t.by_token.get(&**version_id).and_then(|k| k[slot]) {
+            return h;
         }
         t.next += 1;
         let h = t.next;
-        t.by_token.insert(object.clone(), h);
-        t.by_handle.insert(h, Object::Token(object.clone()));
+        t.by_token.entry(Box::from(&**version_id)).or_default()[slot] = Some(h);
+        let object = TokenObject {
+            key_id: Arc::clone(key_id),
+            version_id: Arc::clone(version_id),
+            kind,
+        };
+        t.by_handle.insert(h, Object::Token(object));
         h
     }
 

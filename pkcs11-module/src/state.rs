@@ -244,6 +244,9 @@ pub struct Session {
     /// The token key this session's last C_*Init resolved: the next one on the same handle
     /// reuses it while the store has not changed (most sessions use one key over and over).
     pub resolved: Option<ResolvedKey>,
+    /// The token snapshot this session's last C_FindObjectsInit used, used again while the store
+    /// has not changed (this session's own reference: no shared count to move).
+    pub view: Option<Arc<TokenView>>,
 }
 
 /// Public parts and certificates, per key version (they never change).
@@ -356,6 +359,7 @@ impl Module {
             decrypt: None,
             digest: None,
             resolved: None,
+            view: None,
         };
         let _changing = self.sessions_changing.lock();
         let mut sessions = SessionTable::clone(&self.sessions.load());

@@ -305,14 +305,15 @@ impl Kms {
 
     /// The keys a token shows, rebuilt only when the store changed since the last call.
     pub fn token_view(&self, instance_id: &str) -> Result<Arc<TokenView>> {
-        self.check_instance(instance_id)?;
         self.sync()?;
-        let epoch = self.meta.read().epoch;
+        let epoch = self.epoch_now();
+        // A view was built only for an instance that exists (and instances are never removed).
         if let Some(view) = self.token_views.read().get(instance_id)
             && view.epoch == epoch
         {
             return Ok(Arc::clone(view));
         }
+        self.check_instance(instance_id)?;
         let rows = self.store.read(|c| store::token_keys(c, instance_id))?;
         let mut view = TokenView {
             epoch,
@@ -344,7 +345,7 @@ impl Kms {
         }
         let view = Arc::new(view);
         // Only a snapshot of the current epoch is kept; a slower builder of an older one loses.
-        if self.meta.read().epoch == epoch {
+        if self.epoch_now() == epoch {
             self.token_views
                 .write()
                 .insert(instance_id.to_owned(), Arc::clone(&view));
@@ -372,6 +373,13 @@ impl Kms {
             version_id: Arc::from(version_id),
             epoch,
         })
+    }
+
+    /// Whether a token snapshot still shows the store as it is (a caller that keeps one, like
+    /// a PKCS#11 session, uses it again without asking for it).
+    pub fn view_is_current(&self, view: &TokenView) -> Result<bool> {
+        self.sync()?;
+        Ok(self.epoch_now() == view.epoch)
     }
 
     /// Whether a resolved version still stands as resolved: nothing in the store changed since

@@ -87,7 +87,9 @@ fn attribute(m: &Module, view: &ObjectView<'_>, target: &Target, t: CK_ATTRIBUTE
 
 /// Whether an object has every attribute value of a template. The attributes clients search by
 /// are compared in place; others are computed.
-fn matches(m: &Module, view: &ObjectView<'_>, target: &Target, template: &[Attribute]) -> Result<bool> {
+fn matches(m: &Module, view: &ObjectView<'_>, target: impl Fn() -> Target, template: &[Attribute]) -> Result<bool> {
+    // Made only for an attribute the view does not answer (most templates never need it).
+    let mut made = None;
     for (t, wanted) in template {
         if let Some(same) = view.has_value(*t, wanted) {
             if !same {
@@ -95,6 +97,7 @@ fn matches(m: &Module, view: &ObjectView<'_>, target: &Target, template: &[Attri
             }
             continue;
         }
+        let target = made.get_or_insert_with(&target);
         match attribute(m, view, target, *t)? {
             Attr::Value(v) if v == *wanted => {}
             _ => return Ok(false),
@@ -113,7 +116,26 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
     }
     let user = m.user_logged_in();
     tracing::debug!(attributes = ?template.iter().map(|(t, v)| (*t, v.len())).collect::<Vec<_>>(), "find template");
-    let view = m.view()?;
+    let view = match s.view.take() {
+        Some(view) if m.kms.view_is_current(&view)? => view,
+        _ => m.view()?,
+    };
+    let found = find_matches(&m, &view, user, &template);
+    s.view = Some(view);
+    s.find = Some(Find {
+        handles: found?,
+        pos: 0,
+    });
+    Ok(())
+}
+
+/// The handles of the objects that match a template, token objects first.
+fn find_matches(
+    m: &Module,
+    view: &kms_core::TokenView,
+    user: bool,
+    template: &[Attribute],
+) -> Result<Vec<CK_OBJECT_HANDLE>> {
     let wanted_id = template.raw(CKA_ID);
     // Use the view's indexes for the two attributes clients search by; scan otherwise. A label
     // names a key (its primary version) or, as `label@version`, an older version.
@@ -156,16 +178,12 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
                     id: version.as_bytes(),
                     token: true,
                 };
-                let target = Target::Token {
+                let target = || Target::Token {
                     key_id: Arc::clone(key_id),
                     version_id: Arc::clone(version_id),
                 };
-                if matches(&m, &object_view, &target, &template)? {
-                    handles.push(m.objects.token_handle(&TokenObject {
-                        key_id: Arc::clone(key_id),
-                        version_id: Arc::clone(version_id),
-                        kind,
-                    }));
+                if matches(m, &object_view, target, template)? {
+                    handles.push(m.objects.token_handle_of(key_id, version_id, kind));
                 }
             }
         }
@@ -184,12 +202,11 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
             id: &key.id,
             token: false,
         };
-        if matches(&m, &object_view, &Target::Session(Arc::clone(&key)), &template)? {
+        if matches(m, &object_view, || Target::Session(Arc::clone(&key)), template)? {
             handles.push(handle);
         }
     }
-    s.find = Some(Find { handles, pos: 0 });
-    Ok(())
+    Ok(handles)
 }
 
 /// C_FindObjects: up to `max` more handles.
