@@ -26,6 +26,8 @@
 //! - `TESSERA_BENCH_SOFTHSM_FIND_MAX` (default 1000): the largest count also made on SoftHSM2
 //!   (about 6 s per 1,000 keys, and each find then takes about 18 ms per 1,000 keys);
 //! - `TESSERA_BENCH_SOFTHSM` (default `/usr/lib/softhsm/libsofthsm2.so`; empty skips SoftHSM2);
+//! - `TESSERA_BENCH_BACKENDS` (default `tessera,kms-core,softhsm`): the backends timed (one
+//!   alone is handy under a profiler);
 //! - `TESSERA_PKCS11_MODULE`: the module to test instead of `target/<profile>/libtessera_pkcs11.so`.
 
 use std::collections::HashMap;
@@ -938,6 +940,13 @@ fn run_child(dir: &Path) -> Result<(), String> {
         .unwrap_or(0);
     let softhsm_path = std::env::var("TESSERA_BENCH_SOFTHSM").unwrap_or_else(|_| SOFTHSM_DEFAULT.into());
     let filters = row_filter();
+    // Which backends are timed (all by default; one alone is handy under a profiler).
+    let timed_list = std::env::var("TESSERA_BENCH_BACKENDS").unwrap_or_default();
+    let timed: Vec<&str> = if timed_list.trim().is_empty() {
+        Backend::ALL.iter().map(|b| b.name()).collect()
+    } else {
+        timed_list.split(',').map(str::trim).collect()
+    };
     let wanted = |op: Op| filters.is_empty() || filters.iter().any(|f| op.name().contains(f.as_str()));
     let max_threads = thread_counts.iter().copied().max().unwrap_or(1);
 
@@ -1028,6 +1037,11 @@ fn run_child(dir: &Path) -> Result<(), String> {
             (Backend::KmsCore, kms_workers(&kms, &kms_keys, op, max_threads)),
             (Backend::SoftHsm, p11_workers(&softhsm, op, &inputs, max_threads)),
         ];
+        for (backend, cell) in &mut workers {
+            if !timed.contains(&backend.name()) {
+                *cell = Err("skipped (TESSERA_BENCH_BACKENDS)".into());
+            }
+        }
         let (cells, waits) = measure_row(&mut workers, &thread_counts, budget);
         drop(workers);
         let line: Vec<String> = thread_counts

@@ -6,8 +6,9 @@
 //! again keeps its handles. Session keys (`CKA_TOKEN` false) live in the same table, owned by the
 //! session that made them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cryptoki_sys::*;
 use kms_core::engine::KeyHandle;
@@ -121,7 +122,11 @@ pub enum Object {
 
 #[derive(Default)]
 struct Table {
-    by_handle: HashMap<CK_OBJECT_HANDLE, Object>,
+    /// Token objects by handle (one per key version and kind ever seen: thousands).
+    by_handle: HashMap<CK_OBJECT_HANDLE, TokenObject>,
+    /// Session objects by handle, apart, so that listing them (every C_FindObjectsInit) or
+    /// dropping a session's does not walk the token objects.
+    session: BTreeMap<CK_OBJECT_HANDLE, (CK_SESSION_HANDLE, Arc<SessionKey>, Kind)>,
     /// Token objects' handles by version id (unique across keys) and kind: looked up by `&str`,
     /// so that finding an object clones no shared string.
     by_token: HashMap<Box<str>, [Option<CK_OBJECT_HANDLE>; 4]>,
@@ -132,6 +137,34 @@ struct Table {
 #[derive(Default)]
 pub struct Objects {
     table: RwLock<Table>,
+    /// How many session objects exist: a find skips the table's lock when there are none.
+    session_count: AtomicUsize,
+}
+
+/// A session's own memory of token objects' handles (handles never change once assigned), so
+/// that a find answered from it takes no lock another thread's find takes.
+#[derive(Default)]
+pub struct HandleMemo {
+    by_version: HashMap<Box<str>, [Option<CK_OBJECT_HANDLE>; 4]>,
+}
+
+impl HandleMemo {
+    /// The handle of a token object, from this memo or the shared table.
+    pub fn handle(
+        &mut self,
+        objects: &Objects,
+        key_id: &Arc<str>,
+        version_id: &Arc<str>,
+        kind: Kind,
+    ) -> CK_OBJECT_HANDLE {
+        let slot = kind as usize;
+        if let Some(h) = self.by_version.get(&**version_id).and_then(|k| k[slot]) {
+            return h;
+        }
+        let h = objects.token_handle_of(key_id, version_id, kind);
+        self.by_version.entry(Box::from(&**version_id)).or_default()[slot] = Some(h);
+        h
+    }
 }
 
 impl Objects {
@@ -159,7 +192,7 @@ impl Objects {
             version_id: Arc::clone(version_id),
             kind,
         };
-        t.by_handle.insert(h, Object::Token(object));
+        t.by_handle.insert(h, object);
         h
     }
 
@@ -168,43 +201,49 @@ impl Objects {
         let mut t = self.table.write();
         t.next += 1;
         let h = t.next;
-        t.by_handle.insert(h, Object::Session { owner, key, kind });
+        t.session.insert(h, (owner, key, kind));
+        self.session_count.store(t.session.len(), Ordering::Release);
         h
     }
 
     /// What a handle names.
     pub fn get(&self, handle: CK_OBJECT_HANDLE) -> Result<Object> {
-        self.table
-            .read()
-            .by_handle
-            .get(&handle)
-            .cloned()
-            .ok_or(Ckr::CKR_OBJECT_HANDLE_INVALID)
+        let t = self.table.read();
+        if let Some(object) = t.by_handle.get(&handle) {
+            return Ok(Object::Token(object.clone()));
+        }
+        let (owner, key, kind) = t.session.get(&handle).ok_or(Ckr::CKR_OBJECT_HANDLE_INVALID)?;
+        Ok(Object::Session {
+            owner: *owner,
+            key: Arc::clone(key),
+            kind: *kind,
+        })
     }
 
     /// Removes one session object.
     pub fn remove_session_object(&self, handle: CK_OBJECT_HANDLE) {
-        self.table.write().by_handle.remove(&handle);
+        let mut t = self.table.write();
+        t.session.remove(&handle);
+        self.session_count.store(t.session.len(), Ordering::Release);
     }
 
     /// Removes every object of a session (when it closes).
     pub fn remove_owned_by(&self, session: CK_SESSION_HANDLE) {
-        self.table
-            .write()
-            .by_handle
-            .retain(|_, o| !matches!(o, Object::Session { owner, .. } if *owner == session));
+        let mut t = self.table.write();
+        t.session.retain(|_, (owner, ..)| *owner != session);
+        self.session_count.store(t.session.len(), Ordering::Release);
     }
 
-    /// Every session object, with its handle.
+    /// Every session object, with its handle, in handle order.
     pub fn session_objects(&self) -> Vec<(CK_OBJECT_HANDLE, Arc<SessionKey>, Kind)> {
+        if self.session_count.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
         self.table
             .read()
-            .by_handle
+            .session
             .iter()
-            .filter_map(|(h, o)| match o {
-                Object::Session { key, kind, .. } => Some((*h, Arc::clone(key), *kind)),
-                Object::Token(_) => None,
-            })
+            .map(|(h, (_, key, kind))| (*h, Arc::clone(key), *kind))
             .collect()
     }
 }

@@ -6,7 +6,7 @@
 use cryptoki_sys::*;
 
 use super::mechanism::mechanism;
-use super::{entry, input, out, out_buf, template, write_list};
+use super::{entry, input, input_mut, out, out_buf, template, write_list};
 use crate::error::Ckr;
 use crate::fns::{self, crypto, general, objects, session};
 use crate::objects::Attr;
@@ -328,10 +328,11 @@ pub unsafe extern "C" fn C_FindObjects(
         if found.is_null() && max > 0 {
             return Err(Ckr::CKR_ARGUMENTS_BAD);
         }
-        let handles = objects::find(h, usize::try_from(max).map_err(|_| Ckr::CKR_ARGUMENTS_BAD)?)?;
-        // SAFETY: room for `max >= handles.len()` handles at `found`.
-        unsafe { std::ptr::copy_nonoverlapping(handles.as_ptr(), found, handles.len()) };
-        *count = CK_ULONG::try_from(handles.len()).map_err(|_| Ckr::CKR_GENERAL_ERROR)?;
+        // SAFETY: PKCS#11 contract: room for `max` handles at `found` (checked non-null above
+        // when `max` is not zero).
+        let room = unsafe { input_mut(found, max) }?;
+        let n = objects::find(h, room)?;
+        *count = CK_ULONG::try_from(n).map_err(|_| Ckr::CKR_GENERAL_ERROR)?;
         Ok(())
     })
 }

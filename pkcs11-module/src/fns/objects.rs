@@ -11,7 +11,7 @@ use super::{Attribute, Template};
 use crate::error::{Ckr, Result};
 use crate::mechanisms::Mechanism;
 use crate::objects::{
-    Attr, EC_PARAMS_K256, EC_PARAMS_P256, EC_PARAMS_SM2, Kind, Object, ObjectView, SessionKey, TokenObject,
+    Attr, EC_PARAMS_K256, EC_PARAMS_P256, EC_PARAMS_SM2, HandleMemo, Kind, Object, ObjectView, SessionKey, TokenObject,
     split_label, version_label,
 };
 use crate::state::{self, Find, Module, Target};
@@ -120,7 +120,7 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
         Some(view) if m.kms.view_is_current(&view)? => view,
         _ => m.view()?,
     };
-    let found = find_matches(&m, &view, user, &template);
+    let found = find_matches(&m, &view, user, &template, &mut s.handles);
     s.view = Some(view);
     s.find = Some(Find {
         handles: found?,
@@ -135,29 +135,24 @@ fn find_matches(
     view: &kms_core::TokenView,
     user: bool,
     template: &[Attribute],
+    memo: &mut HandleMemo,
 ) -> Result<Vec<CK_OBJECT_HANDLE>> {
     let wanted_id = template.raw(CKA_ID);
     // Use the view's indexes for the two attributes clients search by; scan otherwise. A label
     // names a key (its primary version) or, as `label@version`, an older version.
-    let candidates: Vec<usize> = if let Some(label) = template.raw(CKA_LABEL) {
-        std::str::from_utf8(label).map_or_else(
-            |_| Vec::new(),
-            |l| {
-                let (key_label, _) = split_label(l);
-                view.with_label(key_label).to_vec()
-            },
-        )
+    let by_id;
+    let every: Vec<usize>;
+    let candidates: &[usize] = if let Some(label) = template.raw(CKA_LABEL) {
+        std::str::from_utf8(label).map_or(&[], |l| view.with_label(split_label(l).0))
     } else if let Some(id) = wanted_id {
-        std::str::from_utf8(id)
-            .ok()
-            .and_then(|id| view.by_version_id(id))
-            .into_iter()
-            .collect()
+        by_id = std::str::from_utf8(id).ok().and_then(|id| view.by_version_id(id));
+        by_id.as_slice()
     } else {
-        (0..view.keys.len()).collect()
+        every = (0..view.keys.len()).collect();
+        &every
     };
     let mut handles = Vec::new();
-    for at in candidates {
+    for &at in candidates {
         let key = &view.keys[at];
         let key_id = &key.key_id;
         for (at, version) in key.versions.iter().enumerate() {
@@ -183,13 +178,12 @@ fn find_matches(
                     version_id: Arc::clone(version_id),
                 };
                 if matches(m, &object_view, target, template)? {
-                    handles.push(m.objects.token_handle_of(key_id, version_id, kind));
+                    handles.push(memo.handle(&m.objects, key_id, version_id, kind));
                 }
             }
         }
     }
-    let mut session_objects = m.objects.session_objects();
-    session_objects.sort_by_key(|(h, ..)| *h);
+    let session_objects = m.objects.session_objects();
     for (handle, key, kind) in session_objects {
         if kind.is_private() && !user {
             continue;
@@ -209,16 +203,17 @@ fn find_matches(
     Ok(handles)
 }
 
-/// C_FindObjects: up to `max` more handles.
-pub fn find(session: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>> {
+/// C_FindObjects: the next handles, as many as `room` holds; how many were written.
+pub fn find(session: CK_SESSION_HANDLE, room: &mut [CK_OBJECT_HANDLE]) -> Result<usize> {
     let m = state::module()?;
     let session = m.session(session)?;
     let mut s = session.lock();
     let find = s.find.as_mut().ok_or(Ckr::CKR_OPERATION_NOT_INITIALIZED)?;
-    let end = find.handles.len().min(find.pos.saturating_add(max));
-    let out = find.handles[find.pos..end].to_vec();
-    find.pos = end;
-    Ok(out)
+    let next = find.handles.get(find.pos..).unwrap_or_default();
+    let n = next.len().min(room.len());
+    room[..n].copy_from_slice(&next[..n]);
+    find.pos += n;
+    Ok(n)
 }
 
 /// C_FindObjectsFinal.
