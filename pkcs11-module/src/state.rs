@@ -263,6 +263,8 @@ pub struct Session {
     pub view: Option<Arc<TokenView>>,
     /// The token objects' handles this session has seen.
     pub handles: HandleMemo,
+    /// The last finished find's array, kept for the next find to fill.
+    pub spare_handles: Vec<CK_OBJECT_HANDLE>,
 }
 
 /// Public parts and certificates, per key version (they never change).
@@ -377,6 +379,7 @@ impl Module {
             resolved: None,
             view: None,
             handles: HandleMemo::default(),
+            spare_handles: Vec::new(),
         };
         let _changing = self.sessions_changing.lock();
         let mut sessions = SessionTable::clone(&self.sessions.load());

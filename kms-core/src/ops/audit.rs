@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use rusqlite::Connection;
@@ -91,6 +91,8 @@ struct Queue {
     closing: bool,
     /// The last write error, reported by the next flush.
     failure: Option<String>,
+    /// A flush waits: store what is queued now rather than at the next interval.
+    flush_wanted: bool,
     /// When each key was last used by a call of this process (whether or not stored yet).
     last_use: HashMap<Arc<str>, i64>,
 }
@@ -155,6 +157,10 @@ impl AuditLog {
         }
         q.pending.push(event);
         q.queued += 1;
+        if q.pending.len() == MAX_PENDING / 2 {
+            // The writer stores a half-full queue at once rather than at its next interval.
+            self.shared.wake.notify_one();
+        }
     }
 
     /// When this process last used a key (its calls are counted here before they are stored).
@@ -166,6 +172,7 @@ impl AuditLog {
     pub fn flush(&self) -> Result<()> {
         let mut q = self.shared.queue.lock();
         let target = q.queued;
+        q.flush_wanted = true;
         self.shared.wake.notify_one();
         while q.stored < target {
             if q.closing {
@@ -198,15 +205,34 @@ impl Drop for AuditLog {
     }
 }
 
+/// Stores a batch at most every [`WRITE_INTERVAL`] — sooner only for a flush, a queue half full or
+/// closing. (Storing whatever arrived during the last write at once kept the writer committing
+/// back to back, a thousand small transactions a second, while calls kept coming.)
 fn write_loop(shared: &Shared, conn: Connection) {
+    let mut last_write = Instant::now();
     loop {
         let (batch, closing) = {
             let mut q = shared.queue.lock();
-            if q.pending.is_empty() && !q.closing {
-                shared.wake.wait_for(&mut q, WRITE_INTERVAL);
+            let due = last_write + WRITE_INTERVAL;
+            loop {
+                if q.closing || q.flush_wanted || q.pending.len() >= MAX_PENDING / 2 {
+                    break;
+                }
+                let now = Instant::now();
+                if now >= due && !q.pending.is_empty() {
+                    break;
+                }
+                let wait = if q.pending.is_empty() {
+                    WRITE_INTERVAL
+                } else {
+                    due - now
+                };
+                shared.wake.wait_for(&mut q, wait);
             }
+            q.flush_wanted = false;
             (std::mem::take(&mut q.pending), q.closing)
         };
+        last_write = Instant::now();
         if !batch.is_empty() {
             let n = batch.len() as u64;
             let written = write_batch(&conn, batch);

@@ -6,7 +6,7 @@
 use cryptoki_sys::*;
 
 use super::mechanism::mechanism;
-use super::{entry, input, input_mut, out, out_buf, template, write_list};
+use super::{entry, input, input_mut, out, out_buf, template, template_ref, write_list};
 use crate::error::Ckr;
 use crate::fns::{self, crypto, general, objects, session};
 use crate::objects::Attr;
@@ -310,8 +310,8 @@ pub unsafe extern "C" fn C_FindObjectsInit(
 ) -> CK_RV {
     entry!("C_FindObjectsInit", {
         // SAFETY: PKCS#11 contract: `count` readable attributes.
-        let template = unsafe { template(attributes, count) }?;
-        objects::find_init(h, template)
+        let template = unsafe { template_ref(attributes, count) }?;
+        objects::find_init(h, &template)
     })
 }
 

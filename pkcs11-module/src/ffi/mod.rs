@@ -134,6 +134,26 @@ unsafe fn template(ptr: *const CK_ATTRIBUTE, count: CK_ULONG) -> Result<Vec<Attr
         .collect()
 }
 
+/// A caller's template, borrowed for the call (kept on the stack up to eight attributes).
+///
+/// # Safety
+/// As [`template`]; the values must stay valid and unchanged for `'a`.
+unsafe fn template_ref<'a>(
+    ptr: *const CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> Result<smallvec::SmallVec<[crate::fns::AttributeRef<'a>; 8]>> {
+    // SAFETY: forwarded from the caller's contract.
+    let attributes = unsafe { input(ptr, count) }?;
+    attributes
+        .iter()
+        .map(|a| {
+            // SAFETY: the caller vouches for `ulValueLen` readable bytes at `pValue`.
+            let value = unsafe { input(a.pValue as *const u8, a.ulValueLen) }?;
+            Ok((a.type_, value))
+        })
+        .collect()
+}
+
 /// Writes a list with the length-query convention (slot and mechanism lists, handles).
 ///
 /// # Safety

@@ -82,3 +82,12 @@ impl Template for [Attribute] {
         self.iter().rev().find(|(a, _)| *a == t).map(|(_, v)| v.as_slice())
     }
 }
+
+/// A template as the caller holds it, borrowed for one call (a search copies nothing).
+pub type AttributeRef<'a> = (CK_ATTRIBUTE_TYPE, &'a [u8]);
+
+impl Template for [AttributeRef<'_>] {
+    fn raw(&self, t: CK_ATTRIBUTE_TYPE) -> Option<&[u8]> {
+        self.iter().rev().find(|(a, _)| *a == t).map(|(_, v)| *v)
+    }
+}

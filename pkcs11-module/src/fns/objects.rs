@@ -7,7 +7,7 @@ use kms_core::api::{CreateKeyRequest, ScheduleKeyDeletionRequest};
 use kms_core::engine::{Engine, SoftwareEngine, VersionRef};
 use kms_core::model::{KeySpec, KeyUsage};
 
-use super::{Attribute, Template};
+use super::{Attribute, AttributeRef, Template};
 use crate::error::{Ckr, Result};
 use crate::mechanisms::Mechanism;
 use crate::objects::{
@@ -87,7 +87,12 @@ fn attribute(m: &Module, view: &ObjectView<'_>, target: &Target, t: CK_ATTRIBUTE
 
 /// Whether an object has every attribute value of a template. The attributes clients search by
 /// are compared in place; others are computed.
-fn matches(m: &Module, view: &ObjectView<'_>, target: impl Fn() -> Target, template: &[Attribute]) -> Result<bool> {
+fn matches(
+    m: &Module,
+    view: &ObjectView<'_>,
+    target: impl Fn() -> Target,
+    template: &[AttributeRef<'_>],
+) -> Result<bool> {
     // Made only for an attribute the view does not answer (most templates never need it).
     let mut made = None;
     for (t, wanted) in template {
@@ -107,7 +112,7 @@ fn matches(m: &Module, view: &ObjectView<'_>, target: impl Fn() -> Target, templ
 }
 
 /// C_FindObjectsInit: the matches are found now; C_FindObjects hands them out.
-pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result<()> {
+pub fn find_init(session: CK_SESSION_HANDLE, template: &[AttributeRef<'_>]) -> Result<()> {
     let m = state::module()?;
     let session = m.session(session)?;
     let mut s = session.lock();
@@ -120,23 +125,25 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: Vec<Attribute>) -> Result
         Some(view) if m.kms.view_is_current(&view)? => view,
         _ => m.view()?,
     };
-    let found = find_matches(&m, &view, user, &template, &mut s.handles);
+    // The last find's array is filled again (a find allocates nothing once warm).
+    let mut handles = std::mem::take(&mut s.spare_handles);
+    handles.clear();
+    let found = find_matches(&m, &view, user, template, &mut s.handles, &mut handles);
     s.view = Some(view);
-    s.find = Some(Find {
-        handles: found?,
-        pos: 0,
-    });
+    found?;
+    s.find = Some(Find { handles, pos: 0 });
     Ok(())
 }
 
-/// The handles of the objects that match a template, token objects first.
+/// Appends the handles of the objects that match a template, token objects first.
 fn find_matches(
     m: &Module,
     view: &kms_core::TokenView,
     user: bool,
-    template: &[Attribute],
+    template: &[AttributeRef<'_>],
     memo: &mut HandleMemo,
-) -> Result<Vec<CK_OBJECT_HANDLE>> {
+    handles: &mut Vec<CK_OBJECT_HANDLE>,
+) -> Result<()> {
     let wanted_id = template.raw(CKA_ID);
     // Use the view's indexes for the two attributes clients search by; scan otherwise. A label
     // names a key (its primary version) or, as `label@version`, an older version.
@@ -151,7 +158,6 @@ fn find_matches(
         every = (0..view.keys.len()).collect();
         &every
     };
-    let mut handles = Vec::new();
     for &at in candidates {
         let key = &view.keys[at];
         let key_id = &key.key_id;
@@ -200,7 +206,7 @@ fn find_matches(
             handles.push(handle);
         }
     }
-    Ok(handles)
+    Ok(())
 }
 
 /// C_FindObjects: the next handles, as many as `room` holds; how many were written.
@@ -221,7 +227,8 @@ pub fn find_final(session: CK_SESSION_HANDLE) -> Result<()> {
     let m = state::module()?;
     let session = m.session(session)?;
     let mut s = session.lock();
-    s.find.take().ok_or(Ckr::CKR_OPERATION_NOT_INITIALIZED)?;
+    let find = s.find.take().ok_or(Ckr::CKR_OPERATION_NOT_INITIALIZED)?;
+    s.spare_handles = find.handles;
     Ok(())
 }
 
