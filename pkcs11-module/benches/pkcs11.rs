@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -622,47 +622,74 @@ struct SliceTotals {
     cpu_wait_ns: u64,
 }
 
-/// Runs each worker on its own thread until `slice` has passed.
-fn run_slice(workers: &mut [Worker<'_>], slice: Duration) -> Result<SliceTotals, String> {
+/// Runs a worker's operation until `deadline`: (operations, ns it was runnable but had no CPU).
+fn run_until(w: &mut Worker<'_>, deadline: Instant) -> Result<(u64, u64), String> {
+    let (_, wait0) = schedstat();
+    // Reads the clock once per batch, the batch growing until it lasts ~20 µs, so that reading
+    // it costs next to nothing even for sub-µs operations.
+    let (mut n, mut batch, mut last) = (0u64, 1u64, Instant::now());
+    loop {
+        for _ in 0..batch {
+            w()?;
+        }
+        n += batch;
+        let now = Instant::now();
+        if now >= deadline {
+            let (_, wait1) = schedstat();
+            return Ok((n, wait1.saturating_sub(wait0)));
+        }
+        if now - last < Duration::from_micros(20) && batch < 4096 {
+            batch *= 2;
+        }
+        last = now;
+    }
+}
+
+/// A worker on a thread of its own for a whole row, run a slice at a time: a session stays on
+/// one thread, as in an application's thread pool (a fresh thread per slice put each session's
+/// memory in another thread's allocator arena every slice, and the find rows measured that).
+struct WorkerThread {
+    go: mpsc::Sender<Instant>,
+    done: mpsc::Receiver<Result<(u64, u64), String>>,
+}
+
+fn spawn_worker<'scope, 'w: 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    worker: &'w mut Worker<'_>,
+) -> WorkerThread {
+    let (go, go_rx) = mpsc::channel::<Instant>();
+    let (done_tx, done) = mpsc::channel();
+    scope.spawn(move || {
+        while let Ok(deadline) = go_rx.recv() {
+            if done_tx.send(run_until(worker, deadline)).is_err() {
+                return;
+            }
+        }
+    });
+    WorkerThread { go, done }
+}
+
+/// Runs a slice on some workers' threads at once.
+fn run_slice(threads: &[WorkerThread], slice: Duration) -> Result<SliceTotals, String> {
     let start = Instant::now();
     let deadline = start + slice;
-    let counts = std::thread::scope(|s| {
-        let threads: Vec<_> = workers
-            .iter_mut()
-            .map(|w| {
-                s.spawn(move || -> Result<(u64, u64), String> {
-                    let (_, wait0) = schedstat();
-                    // Reads the clock once per batch, the batch growing until it lasts ~20 µs,
-                    // so that reading it costs next to nothing even for sub-µs operations.
-                    let (mut n, mut batch, mut last) = (0u64, 1u64, Instant::now());
-                    loop {
-                        for _ in 0..batch {
-                            w()?;
-                        }
-                        n += batch;
-                        let now = Instant::now();
-                        if now >= deadline {
-                            let (_, wait1) = schedstat();
-                            return Ok((n, wait1.saturating_sub(wait0)));
-                        }
-                        if now - last < Duration::from_micros(20) && batch < 4096 {
-                            batch *= 2;
-                        }
-                        last = now;
-                    }
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .map(|t| t.join().unwrap_or_else(|_| Err("a worker panicked".into())))
-            .collect::<Result<Vec<(u64, u64)>, String>>()
-    })?;
-    Ok(SliceTotals {
-        ops: counts.iter().map(|c| c.0).sum(),
-        wall: start.elapsed(),
-        cpu_wait_ns: counts.iter().map(|c| c.1).sum(),
-    })
+    for t in threads {
+        t.go.send(deadline).map_err(|_| "a worker thread is gone".to_owned())?;
+    }
+    let mut totals = SliceTotals::default();
+    let mut failure = None;
+    for t in threads {
+        match t.done.recv() {
+            Ok(Ok((ops, wait))) => {
+                totals.ops += ops;
+                totals.cpu_wait_ns += wait;
+            }
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some("a worker panicked".to_owned()),
+        }
+    }
+    totals.wall = start.elapsed();
+    failure.map_or(Ok(totals), Err)
 }
 
 /// A row's measurements: ops/s per cell, and the share of the cell's thread-time its workers
@@ -690,45 +717,60 @@ fn measure_row(
             }
         }
     }
-    // Warm up each backend (caches, lazily built state) before anything is timed.
-    for (_, w) in workers.iter_mut() {
-        if let Ok(ws) = w
-            && let Err(e) = run_slice(&mut ws[..1], Duration::from_millis(50))
-        {
-            *w = Err(e);
-        }
-    }
+    let backends: Vec<Backend> = workers.iter().map(|(b, _)| *b).collect();
+    let mut failed: HashMap<usize, String> = HashMap::new();
     let mut totals: HashMap<(usize, usize), SliceTotals> = HashMap::new();
-    for round in 0..SLICES {
-        let order: Vec<(usize, usize)> = if round % 2 == 0 {
-            cells.clone()
-        } else {
-            cells.iter().rev().copied().collect()
-        };
-        for (i, t) in order {
-            let (_, w) = &mut workers[i];
-            let Ok(w) = w else { continue };
-            match run_slice(&mut w[..t], slice) {
-                Ok(r) => {
-                    let e = totals.entry((i, t)).or_default();
-                    e.ops += r.ops;
-                    e.wall += r.wall;
-                    e.cpu_wait_ns += r.cpu_wait_ns;
-                }
-                Err(e) => workers[i].1 = Err(e),
+    std::thread::scope(|scope| {
+        let pools: Vec<Vec<WorkerThread>> = workers
+            .iter_mut()
+            .map(|(_, w)| match w {
+                Ok(ws) => ws.iter_mut().map(|worker| spawn_worker(scope, worker)).collect(),
+                Err(_) => Vec::new(),
+            })
+            .collect();
+        // Warm up every worker (caches, lazily built state) before anything is timed.
+        for (i, pool) in pools.iter().enumerate() {
+            if !pool.is_empty()
+                && let Err(e) = run_slice(pool, Duration::from_millis(50))
+            {
+                failed.insert(i, e);
             }
         }
-    }
+        for round in 0..SLICES {
+            let order: Vec<(usize, usize)> = if round % 2 == 0 {
+                cells.clone()
+            } else {
+                cells.iter().rev().copied().collect()
+            };
+            for (i, t) in order {
+                if failed.contains_key(&i) {
+                    continue;
+                }
+                match run_slice(&pools[i][..t], slice) {
+                    Ok(r) => {
+                        let e = totals.entry((i, t)).or_default();
+                        e.ops += r.ops;
+                        e.wall += r.wall;
+                        e.cpu_wait_ns += r.cpu_wait_ns;
+                    }
+                    Err(e) => {
+                        failed.insert(i, e);
+                    }
+                }
+            }
+        }
+        // Dropping the pools ends their threads.
+    });
     for (i, t) in cells {
-        let (backend, w) = &workers[i];
+        let backend = backends[i];
         let r = totals.get(&(i, t)).copied().unwrap_or_default();
-        let result = match w {
-            Err(e) => Err(e.clone()),
-            Ok(_) => Ok(r.ops as f64 / r.wall.as_secs_f64().max(1e-9)),
+        let result = match failed.get(&i) {
+            Some(e) => Err(e.clone()),
+            None => Ok(r.ops as f64 / r.wall.as_secs_f64().max(1e-9)),
         };
-        results.insert((*backend, t), result);
+        results.insert((backend, t), result);
         let thread_ns = r.wall.as_nanos() as f64 * t as f64;
-        waits.insert((*backend, t), r.cpu_wait_ns as f64 / thread_ns.max(1.0));
+        waits.insert((backend, t), r.cpu_wait_ns as f64 / thread_ns.max(1.0));
     }
     (results, waits)
 }

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use cryptoki_sys::*;
 use kms_core::engine::KeyHandle;
@@ -139,6 +139,8 @@ pub struct Objects {
     table: RwLock<Table>,
     /// How many session objects exist: a find skips the table's lock when there are none.
     session_count: AtomicUsize,
+    /// Moves whenever a session object is added or removed (a remembered search is then stale).
+    session_generation: AtomicU64,
 }
 
 /// A session's own memory of token objects' handles (handles never change once assigned), so
@@ -203,6 +205,7 @@ impl Objects {
         let h = t.next;
         t.session.insert(h, (owner, key, kind));
         self.session_count.store(t.session.len(), Ordering::Release);
+        self.session_generation.fetch_add(1, Ordering::AcqRel);
         h
     }
 
@@ -225,6 +228,7 @@ impl Objects {
         let mut t = self.table.write();
         t.session.remove(&handle);
         self.session_count.store(t.session.len(), Ordering::Release);
+        self.session_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes every object of a session (when it closes).
@@ -232,6 +236,12 @@ impl Objects {
         let mut t = self.table.write();
         t.session.retain(|_, (owner, ..)| *owner != session);
         self.session_count.store(t.session.len(), Ordering::Release);
+        self.session_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The session objects' generation (see [`Objects::session_objects`]).
+    pub fn session_generation(&self) -> u64 {
+        self.session_generation.load(Ordering::Acquire)
     }
 
     /// Every session object, with its handle, in handle order.

@@ -265,6 +265,68 @@ pub struct Session {
     pub handles: HandleMemo,
     /// The last finished find's array, kept for the next find to fill.
     pub spare_handles: Vec<CK_OBJECT_HANDLE>,
+    /// The last search and its answer (applications often look their key up by label before
+    /// every operation).
+    pub last_find: LastFind,
+}
+
+/// What a search's answer depends on besides its template.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FindAsked {
+    /// The token snapshot's epoch (the keys, versions and labels on the token).
+    pub epoch: u64,
+    /// Whether the user was logged in (private objects are found only then).
+    pub user: bool,
+    /// The session objects' generation (they come and go without the store changing).
+    pub session_objects: u64,
+}
+
+/// A session's last search and the handles it found, answered again while nothing it depends on
+/// changed: this session's own memory, so a repeated search reads nothing another thread
+/// writes (the token snapshot it would walk is shared, and the allocator puts other threads'
+/// short-lived buffers on its cache lines).
+#[derive(Default)]
+pub struct LastFind {
+    asked: Option<FindAsked>,
+    /// The template, encoded: (type, length, value) after another.
+    template: Vec<u8>,
+    /// The template being compared (kept to avoid an allocation per search).
+    scratch: Vec<u8>,
+    /// What it found.
+    pub handles: Vec<CK_OBJECT_HANDLE>,
+}
+
+impl LastFind {
+    fn encode(out: &mut Vec<u8>, template: &[crate::fns::AttributeRef<'_>]) {
+        out.clear();
+        for (t, v) in template {
+            out.extend_from_slice(&t.to_ne_bytes());
+            out.extend_from_slice(&(v.len() as u64).to_ne_bytes());
+            out.extend_from_slice(v);
+        }
+    }
+
+    /// Whether the last search was this one, asked in the same state.
+    pub fn answers(&mut self, asked: FindAsked, template: &[crate::fns::AttributeRef<'_>]) -> bool {
+        if self.asked != Some(asked) {
+            return false;
+        }
+        Self::encode(&mut self.scratch, template);
+        self.scratch == self.template
+    }
+
+    /// Keeps a search and its answer.
+    pub fn remember(
+        &mut self,
+        asked: FindAsked,
+        template: &[crate::fns::AttributeRef<'_>],
+        handles: &[CK_OBJECT_HANDLE],
+    ) {
+        Self::encode(&mut self.template, template);
+        self.handles.clear();
+        self.handles.extend_from_slice(handles);
+        self.asked = Some(asked);
+    }
 }
 
 /// Public parts and certificates, per key version (they never change).
@@ -380,6 +442,7 @@ impl Module {
             view: None,
             handles: HandleMemo::default(),
             spare_handles: Vec::new(),
+            last_find: LastFind::default(),
         };
         let _changing = self.sessions_changing.lock();
         let mut sessions = SessionTable::clone(&self.sessions.load());

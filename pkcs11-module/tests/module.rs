@@ -1820,6 +1820,50 @@ fn a_key_disabled_elsewhere_leaves_and_returns_with_the_same_handles() {
     );
 }
 
+/// A session remembers its last search; the answer must still follow every change: login,
+/// session objects of other sessions, keys changed in another process.
+#[test]
+fn a_repeated_search_sees_what_changed_since() {
+    isolated("a_repeated_search_sees_what_changed_since", Options::default(), |fx| {
+        let key = create_keys(fx, &[(KeySpec::EcP256, KeyUsage::SignVerify, "again")]).remove(0);
+        let (p, s) = ready();
+        let label = [Attr::label("again")];
+        let both = sorted(find(p, s, &label));
+        assert_eq!(both.len(), 2, "a key pair");
+        assert_eq!(sorted(find(p, s, &label)), both, "the same search, the same answer");
+
+        assert_rv!(p.logout(s), CKR_OK, "C_Logout");
+        let public = find(p, s, &label);
+        assert_eq!(
+            classes(p, s, &public),
+            [CKO_PUBLIC_KEY],
+            "logged out: the public half only"
+        );
+        assert_rv!(p.login(s, CKU_USER, USER_PIN), CKR_OK, "C_Login(USER)");
+        assert_eq!(sorted(find(p, s, &label)), both, "logged in again");
+
+        let s2 = ok(p.open_session(true), "C_OpenSession");
+        let session_key = ok(
+            p.generate_key(s2, &Mech::new(CKM_AES_KEY_GEN), &aes_template("again", false, 32)),
+            "C_GenerateKey(session) in another session",
+        );
+        let mut with_session_key = both.clone();
+        with_session_key.push(session_key);
+        assert_eq!(
+            sorted(find(p, s, &label)),
+            sorted(with_session_key),
+            "another session's new key"
+        );
+        assert_rv!(p.close_session(s2), CKR_OK, "C_CloseSession");
+        assert_eq!(sorted(find(p, s, &label)), both, "gone with its session");
+
+        change_key_elsewhere(fx, "DisableKey", &key.id);
+        assert!(find(p, s, &label).is_empty(), "disabled in another process");
+        change_key_elsewhere(fx, "EnableKey", &key.id);
+        assert_eq!(sorted(find(p, s, &label)), both, "enabled again");
+    });
+}
+
 #[test]
 fn generated_certificates() {
     let options = Options {

@@ -14,7 +14,7 @@ use crate::objects::{
     Attr, EC_PARAMS_K256, EC_PARAMS_P256, EC_PARAMS_SM2, HandleMemo, Kind, Object, ObjectView, SessionKey, TokenObject,
     split_label, version_label,
 };
-use crate::state::{self, Find, Module, Target};
+use crate::state::{self, Find, FindAsked, Module, Target};
 
 /// An object resolved for reading: its view and where its key is.
 struct Resolved {
@@ -128,9 +128,23 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: &[AttributeRef<'_>]) -> R
     // The last find's array is filled again (a find allocates nothing once warm).
     let mut handles = std::mem::take(&mut s.spare_handles);
     handles.clear();
-    let found = find_matches(&m, &view, user, template, &mut s.handles, &mut handles);
+    let asked = FindAsked {
+        epoch: view.epoch(),
+        user,
+        session_objects: m.objects.session_generation(),
+    };
+    let s = &mut *s;
+    if s.last_find.answers(asked, template) {
+        handles.extend_from_slice(&s.last_find.handles);
+    } else {
+        let found = find_matches(&m, &view, user, template, &mut s.handles, &mut handles);
+        if let Err(e) = found {
+            s.view = Some(view);
+            return Err(e);
+        }
+        s.last_find.remember(asked, template, &handles);
+    }
     s.view = Some(view);
-    found?;
     s.find = Some(Find { handles, pos: 0 });
     Ok(())
 }
