@@ -5,10 +5,11 @@
 //! `Kms`'s own operation methods act as the store's account root (what the `tessera` command
 //! does without `--principal`); [`Kms::as_caller`] acts as anyone else.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
 use zeroize::Zeroizing;
 
 use super::audit::AuditEvent;
@@ -91,10 +92,19 @@ impl Kms {
 
 impl Client<'_> {
     /// Runs one operation as this caller and audits how it ended.
-    fn run<T>(&self, api: &'static str, action: &'static str, op: impl FnOnce(&Call<'_>) -> Result<T>) -> Result<T> {
+    ///
+    /// `'r` is how long what the operation notes for the record lives: a version resolved before
+    /// the call lends its key's ARN and id instead of having them copied (two threads copying one
+    /// shared string move one reference count between their cores).
+    fn run<'r, T>(
+        &'r self,
+        api: &'static str,
+        action: &'static str,
+        op: impl FnOnce(&Call<'r>) -> Result<T>,
+    ) -> Result<T> {
         let call = Call::new(self.kms, self.caller, api, action);
         let outcome = op(&call);
-        self.kms.audit.record(call.audit_event(outcome.as_ref().err()));
+        self.kms.audit.record(&call.audit_view(outcome.as_ref().err()));
         outcome
     }
 
@@ -169,8 +179,51 @@ pub(crate) struct Call<'a> {
     /// The policy action (`kms:Encrypt`).
     pub action: &'static str,
     pub now_ms: i64,
-    resources: RefCell<Vec<Arc<str>>>,
-    key_id: RefCell<Option<Arc<str>>>,
+    resources: RefCell<SmallVec<[Noted<'a>; 2]>>,
+    key_id: OnceCell<Noted<'a>>,
+}
+
+/// A string a call noted for its record: its own, or lent for the call.
+#[derive(Debug)]
+pub(crate) enum Noted<'a> {
+    Owned(Arc<str>),
+    Lent(&'a Arc<str>),
+}
+
+impl Noted<'_> {
+    pub fn get(&self) -> &Arc<str> {
+        match self {
+            Noted::Owned(s) => s,
+            Noted::Lent(s) => s,
+        }
+    }
+}
+
+/// A finished call as the audit trail needs it, borrowed from the call.
+pub(crate) struct CallRecord<'v, 'a> {
+    pub time_ms: i64,
+    pub principal: &'v Arc<str>,
+    pub source_ip: Option<IpAddr>,
+    pub action: &'static str,
+    pub resources: std::cell::Ref<'v, SmallVec<[Noted<'a>; 2]>>,
+    pub key_id: Option<&'v Arc<str>>,
+    pub error_code: Option<&'static str>,
+}
+
+impl CallRecord<'_, '_> {
+    /// The record as it is queued (shared strings counted once more each).
+    pub fn to_event(&self) -> AuditEvent {
+        AuditEvent {
+            time_ms: self.time_ms,
+            principal: Arc::clone(self.principal),
+            source_ip: self.source_ip,
+            action: self.action,
+            resources: self.resources.iter().map(|r| Arc::clone(r.get())).collect(),
+            key_id: self.key_id.cloned(),
+            error_code: self.error_code,
+            count: 1,
+        }
+    }
 }
 
 impl<'a> Call<'a> {
@@ -180,38 +233,53 @@ impl<'a> Call<'a> {
             api,
             action,
             now_ms: kms.clock.now_ms(),
-            resources: RefCell::new(Vec::new()),
-            key_id: RefCell::new(None),
+            resources: RefCell::new(SmallVec::new()),
+            key_id: OnceCell::new(),
         }
     }
 
     /// Notes a resource the call touched (or tried to).
     pub fn touched(&self, resource: Arc<str>) {
+        self.note_resource(Noted::Owned(resource));
+    }
+
+    /// Notes a resource whose ARN outlives the call (it is not copied).
+    pub fn touched_lent(&self, resource: &'a Arc<str>) {
+        self.note_resource(Noted::Lent(resource));
+    }
+
+    fn note_resource(&self, resource: Noted<'a>) {
         let mut resources = self.resources.borrow_mut();
-        if !resources.contains(&resource) {
+        if !resources.iter().any(|r| r.get() == resource.get()) {
             resources.push(resource);
         }
     }
 
     /// Notes the key the call used (the first one wins: ReEncrypt's source).
     pub fn used_key(&self, key_id: &Arc<str>) {
-        let mut slot = self.key_id.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(Arc::clone(key_id));
-        }
+        self.note_key(Noted::Owned(Arc::clone(key_id)));
+    }
+
+    /// Notes the key the call used, by an id that outlives the call.
+    pub fn used_key_lent(&self, key_id: &'a Arc<str>) {
+        self.note_key(Noted::Lent(key_id));
+    }
+
+    fn note_key(&self, key_id: Noted<'a>) {
+        // The first one wins; a later key is not recorded.
+        let _ = self.key_id.set(key_id);
     }
 
     /// The call's audit record, with how it ended.
-    pub fn audit_event(self, error: Option<&KmsError>) -> AuditEvent {
-        AuditEvent {
+    pub fn audit_view(&self, error: Option<&KmsError>) -> CallRecord<'_, 'a> {
+        CallRecord {
             time_ms: self.now_ms,
-            principal: Arc::clone(&self.caller.principal_arn),
+            principal: &self.caller.principal_arn,
             source_ip: self.caller.source_ip,
             action: self.api,
-            resources: self.resources.into_inner(),
-            key_id: self.key_id.into_inner(),
+            resources: self.resources.borrow(),
+            key_id: self.key_id.get().map(Noted::get),
             error_code: error.map(KmsError::code),
-            count: 1,
         }
     }
 }

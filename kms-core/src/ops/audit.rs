@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use rusqlite::Connection;
 
+use super::access::CallRecord;
 use crate::error::{KmsError, Result};
 use crate::store;
 
@@ -61,16 +62,21 @@ pub(crate) struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// Whether `other` is the same call again, in the same millisecond (pointers of shared
+    /// Whether `call` is the same call again, in the same millisecond (pointers of shared
     /// strings are compared before their text).
-    fn repeats(&self, other: &AuditEvent) -> bool {
-        self.time_ms == other.time_ms
-            && self.action == other.action
-            && self.error_code == other.error_code
-            && self.source_ip == other.source_ip
-            && self.principal == other.principal
-            && self.key_id == other.key_id
-            && self.resources == other.resources
+    fn repeats(&self, call: &CallRecord<'_, '_>) -> bool {
+        self.time_ms == call.time_ms
+            && self.action == call.action
+            && self.error_code == call.error_code
+            && self.source_ip == call.source_ip
+            && self.principal == *call.principal
+            && self.key_id.as_ref() == call.key_id
+            && self.resources.len() == call.resources.len()
+            && self
+                .resources
+                .iter()
+                .zip(call.resources.iter())
+                .all(|(a, b)| a == b.get())
     }
 
     /// Whether this record is a successful use of a key (its last-use time).
@@ -130,22 +136,21 @@ impl AuditLog {
         })
     }
 
-    /// Queues one call's record, or counts it into the record just before it.
-    pub fn record(&self, event: AuditEvent) {
+    /// Queues one call's record, or counts it into the record just before it (the common case
+    /// under load, which copies nothing).
+    pub fn record(&self, call: &CallRecord<'_, '_>) {
         let mut q = self.shared.queue.lock();
         if let Some(last) = q.pending.last_mut()
-            && last.repeats(&event)
+            && last.repeats(call)
         {
             last.count += 1;
-            drop(q);
-            // The event's shared strings are released outside the lock.
-            drop(event);
             return;
         }
         while q.pending.len() >= MAX_PENDING && !q.closing {
             self.shared.wake.notify_one();
             self.shared.stored.wait_for(&mut q, WRITE_INTERVAL);
         }
+        let event = call.to_event();
         if let Some(key) = event.key_use() {
             match q.last_use.get_mut(key) {
                 Some(at) => *at = (*at).max(event.time_ms),

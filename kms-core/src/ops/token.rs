@@ -392,18 +392,18 @@ impl Kms {
     /// Runs `op` on the loaded version once `call` may use the key for `usage`: straight from the
     /// resolved version while the store has not changed since it was resolved, else after
     /// resolving it again (the key may have been disabled, retagged, given a policy…).
-    fn with_version<T>(
+    fn with_version<'r, T>(
         &self,
-        call: &Call<'_>,
-        version: &TokenVersion,
+        call: &Call<'r>,
+        version: &'r TokenVersion,
         usage: KeyUsage,
         op: impl FnOnce(&dyn KeyHandle) -> Result<T>,
     ) -> Result<T> {
         self.sync()?;
         if self.epoch_now() == version.epoch {
             let access = &version.access;
-            call.touched(Arc::clone(&access.arn));
-            call.used_key(&access.key_id);
+            call.touched_lent(&access.arn);
+            call.used_key_lent(&access.key_id);
             self.authorize(call, call.action, &access.arn, Some(access))?;
             check_usage(&version.key, usage)?;
             return op(&*version.handle);
@@ -413,10 +413,10 @@ impl Kms {
     }
 
     /// Signs pre-hashed data with one version of a SIGN/VERIFY key.
-    pub(crate) fn sign_with_as(
+    pub(crate) fn sign_with_as<'r>(
         &self,
-        call: &Call<'_>,
-        version: &TokenVersion,
+        call: &Call<'r>,
+        version: &'r TokenVersion,
         scheme: SignScheme,
         data: &[u8],
     ) -> Result<Vec<u8>> {
@@ -426,10 +426,10 @@ impl Kms {
     }
 
     /// Verifies a signature with one version of a SIGN/VERIFY key.
-    pub(crate) fn verify_with_as(
+    pub(crate) fn verify_with_as<'r>(
         &self,
-        call: &Call<'_>,
-        version: &TokenVersion,
+        call: &Call<'r>,
+        version: &'r TokenVersion,
         scheme: SignScheme,
         data: &[u8],
         signature: &[u8],
@@ -440,10 +440,10 @@ impl Kms {
     }
 
     /// Encrypts with the public key of one version of an asymmetric ENCRYPT/DECRYPT key.
-    pub(crate) fn encrypt_with_as(
+    pub(crate) fn encrypt_with_as<'r>(
         &self,
-        call: &Call<'_>,
-        version: &TokenVersion,
+        call: &Call<'r>,
+        version: &'r TokenVersion,
         scheme: CipherScheme,
         plaintext: &[u8],
     ) -> Result<Vec<u8>> {
@@ -454,10 +454,10 @@ impl Kms {
     }
 
     /// Decrypts with one version of an asymmetric ENCRYPT/DECRYPT key.
-    pub(crate) fn decrypt_with_as(
+    pub(crate) fn decrypt_with_as<'r>(
         &self,
-        call: &Call<'_>,
-        version: &TokenVersion,
+        call: &Call<'r>,
+        version: &'r TokenVersion,
         scheme: CipherScheme,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
@@ -483,10 +483,10 @@ impl Kms {
 
     /// AEAD-encrypts `buf` in place with one version of a symmetric key, under the caller's IV
     /// and AAD (no blob: PKCS#11's CKM_AES_GCM). Returns the tag.
-    pub(crate) fn aead_seal_as(
+    pub(crate) fn aead_seal_as<'r>(
         &self,
-        call: &Call<'_>,
-        version: &TokenVersion,
+        call: &Call<'r>,
+        version: &'r TokenVersion,
         iv: &[u8],
         aad: &[u8],
         buf: &mut [u8],
@@ -500,10 +500,10 @@ impl Kms {
     /// AEAD-decrypts `buf` in place; any failure is `InvalidCiphertext`.
     // The PKCS#11 CKM_AES_GCM inputs, one by one, as C_Decrypt has them.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn aead_open_as(
+    pub(crate) fn aead_open_as<'r>(
         &self,
-        call: &Call<'_>,
-        version: &TokenVersion,
+        call: &Call<'r>,
+        version: &'r TokenVersion,
         iv: &[u8],
         aad: &[u8],
         buf: &mut [u8],
