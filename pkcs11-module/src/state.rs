@@ -460,6 +460,15 @@ impl Module {
             .ok_or(Ckr::CKR_SESSION_HANDLE_INVALID)
     }
 
+    /// Runs `f` on a session, locked, without moving its reference count (every crypto and
+    /// find call comes through here).
+    pub fn with_session<T>(&self, handle: CK_SESSION_HANDLE, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+        let sessions = self.sessions.load();
+        let cell = sessions.get(&handle).ok_or(Ckr::CKR_SESSION_HANDLE_INVALID)?;
+        let mut s = cell.lock();
+        f(&mut s)
+    }
+
     /// Closes a session; the last one to close logs the token out.
     pub fn close_session(&self, handle: CK_SESSION_HANDLE) -> Result<()> {
         let _changing = self.sessions_changing.lock();

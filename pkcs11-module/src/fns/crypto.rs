@@ -8,22 +8,15 @@ use kms_core::api::GenerateRandomRequest;
 use kms_core::model::{KeySpec, KeyUsage};
 use zeroize::Zeroizing;
 
-use super::OutBuf;
+use super::{OutBuf, with_session};
 use crate::error::{Ckr, Result};
 use crate::mechanisms::{Hasher, Input, Mechanism, signature_len};
 use crate::objects::Kind;
-use crate::state::{self, Cipher, CipherOp, CipherOutput, DigestOp, Module, Session, SignOp};
+use crate::state::{Cipher, CipherOp, CipherOutput, DigestOp, Module, Session, SignOp};
 
 /// Longest input kept for a mechanism that takes its data whole (a digest, a DigestInfo, an
 /// RSA or GCM input): generous, and a bound on what a caller can make the module hold.
 const MAX_WHOLE_INPUT: usize = 1 << 20;
-
-fn with_session<T>(session: CK_SESSION_HANDLE, f: impl FnOnce(&Module, &mut Session) -> Result<T>) -> Result<T> {
-    let m = state::module()?;
-    let session = m.session(session)?;
-    let mut s = session.lock();
-    f(&m, &mut s)
-}
 
 fn sign_op(m: &Module, s: &mut Session, mechanism: &Mechanism, key: CK_OBJECT_HANDLE, kind: Kind) -> Result<SignOp> {
     let (key, _, usage) = m.key_for(s, key, &[kind])?;

@@ -9,6 +9,13 @@ pub mod session;
 use cryptoki_sys::*;
 
 use crate::error::{Ckr, Result};
+use crate::state::{self, Module, Session};
+
+/// Runs `f` on the module and a session, locked.
+pub fn with_session<T>(session: CK_SESSION_HANDLE, f: impl FnOnce(&Module, &mut Session) -> Result<T>) -> Result<T> {
+    let m = state::module()?;
+    m.with_session(session, |s| f(&m, s))
+}
 
 /// A caller's output buffer with PKCS#11's length conventions: no buffer asks for the length;
 /// a short one gets `CKR_BUFFER_TOO_SMALL` and the length; either way the operation goes on.

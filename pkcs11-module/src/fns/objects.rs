@@ -7,7 +7,7 @@ use kms_core::api::{CreateKeyRequest, ScheduleKeyDeletionRequest};
 use kms_core::engine::{Engine, SoftwareEngine, VersionRef};
 use kms_core::model::{KeySpec, KeyUsage};
 
-use super::{Attribute, AttributeRef, Template};
+use super::{Attribute, AttributeRef, Template, with_session};
 use crate::error::{Ckr, Result};
 use crate::mechanisms::Mechanism;
 use crate::objects::{
@@ -113,40 +113,38 @@ fn matches(
 
 /// C_FindObjectsInit: the matches are found now; C_FindObjects hands them out.
 pub fn find_init(session: CK_SESSION_HANDLE, template: &[AttributeRef<'_>]) -> Result<()> {
-    let m = state::module()?;
-    let session = m.session(session)?;
-    let mut s = session.lock();
-    if s.find.is_some() {
-        return Err(Ckr::CKR_OPERATION_ACTIVE);
-    }
-    let user = m.user_logged_in();
-    tracing::debug!(attributes = ?template.iter().map(|(t, v)| (*t, v.len())).collect::<Vec<_>>(), "find template");
-    let view = match s.view.take() {
-        Some(view) if m.kms.view_is_current(&view)? => view,
-        _ => m.view()?,
-    };
-    // The last find's array is filled again (a find allocates nothing once warm).
-    let mut handles = std::mem::take(&mut s.spare_handles);
-    handles.clear();
-    let asked = FindAsked {
-        epoch: view.epoch(),
-        user,
-        session_objects: m.objects.session_generation(),
-    };
-    let s = &mut *s;
-    if s.last_find.answers(asked, template) {
-        handles.extend_from_slice(&s.last_find.handles);
-    } else {
-        let found = find_matches(&m, &view, user, template, &mut s.handles, &mut handles);
-        if let Err(e) = found {
-            s.view = Some(view);
-            return Err(e);
+    with_session(session, |m, s| {
+        if s.find.is_some() {
+            return Err(Ckr::CKR_OPERATION_ACTIVE);
         }
-        s.last_find.remember(asked, template, &handles);
-    }
-    s.view = Some(view);
-    s.find = Some(Find { handles, pos: 0 });
-    Ok(())
+        let user = m.user_logged_in();
+        tracing::debug!(attributes = ?template.iter().map(|(t, v)| (*t, v.len())).collect::<Vec<_>>(), "find template");
+        let view = match s.view.take() {
+            Some(view) if m.kms.view_is_current(&view)? => view,
+            _ => m.view()?,
+        };
+        // The last find's array is filled again (a find allocates nothing once warm).
+        let mut handles = std::mem::take(&mut s.spare_handles);
+        handles.clear();
+        let asked = FindAsked {
+            epoch: view.epoch(),
+            user,
+            session_objects: m.objects.session_generation(),
+        };
+        if s.last_find.answers(asked, template) {
+            handles.extend_from_slice(&s.last_find.handles);
+        } else {
+            let found = find_matches(m, &view, user, template, &mut s.handles, &mut handles);
+            if let Err(e) = found {
+                s.view = Some(view);
+                return Err(e);
+            }
+            s.last_find.remember(asked, template, &handles);
+        }
+        s.view = Some(view);
+        s.find = Some(Find { handles, pos: 0 });
+        Ok(())
+    })
 }
 
 /// Appends the handles of the objects that match a template, token objects first.
@@ -225,25 +223,23 @@ fn find_matches(
 
 /// C_FindObjects: the next handles, as many as `room` holds; how many were written.
 pub fn find(session: CK_SESSION_HANDLE, room: &mut [CK_OBJECT_HANDLE]) -> Result<usize> {
-    let m = state::module()?;
-    let session = m.session(session)?;
-    let mut s = session.lock();
-    let find = s.find.as_mut().ok_or(Ckr::CKR_OPERATION_NOT_INITIALIZED)?;
-    let next = find.handles.get(find.pos..).unwrap_or_default();
-    let n = next.len().min(room.len());
-    room[..n].copy_from_slice(&next[..n]);
-    find.pos += n;
-    Ok(n)
+    with_session(session, |_, s| {
+        let find = s.find.as_mut().ok_or(Ckr::CKR_OPERATION_NOT_INITIALIZED)?;
+        let next = find.handles.get(find.pos..).unwrap_or_default();
+        let n = next.len().min(room.len());
+        room[..n].copy_from_slice(&next[..n]);
+        find.pos += n;
+        Ok(n)
+    })
 }
 
 /// C_FindObjectsFinal.
 pub fn find_final(session: CK_SESSION_HANDLE) -> Result<()> {
-    let m = state::module()?;
-    let session = m.session(session)?;
-    let mut s = session.lock();
-    let find = s.find.take().ok_or(Ckr::CKR_OPERATION_NOT_INITIALIZED)?;
-    s.spare_handles = find.handles;
-    Ok(())
+    with_session(session, |_, s| {
+        let find = s.find.take().ok_or(Ckr::CKR_OPERATION_NOT_INITIALIZED)?;
+        s.spare_handles = find.handles;
+        Ok(())
+    })
 }
 
 /// C_GetAttributeValue: the value (or why none) of each attribute asked for.
