@@ -268,6 +268,9 @@ pub struct Session {
     /// The last search and its answer (applications often look their key up by label before
     /// every operation).
     pub last_find: LastFind,
+    /// The last encryption's output array, kept for the next one (ciphertext only: decrypted
+    /// data is wiped, never kept).
+    pub spare_ciphertext: Vec<u8>,
 }
 
 /// What a search's answer depends on besides its template.
@@ -443,6 +446,7 @@ impl Module {
             handles: HandleMemo::default(),
             spare_handles: Vec::new(),
             last_find: LastFind::default(),
+            spare_ciphertext: Vec::new(),
         };
         let _changing = self.sessions_changing.lock();
         let mut sessions = SessionTable::clone(&self.sessions.load());
@@ -645,10 +649,12 @@ impl Module {
 
     /// Encrypts with a key. The working buffer holds plaintext only until it is sealed in place,
     /// and is wiped if sealing fails.
-    pub fn encrypt(&self, key: &KeyUse, cipher: &Cipher, data: &[u8]) -> Result<Vec<u8>> {
+    /// `buf` is an array to reuse for the ciphertext (its contents are dropped).
+    pub fn encrypt(&self, key: &KeyUse, cipher: &Cipher, data: &[u8], mut buf: Vec<u8>) -> Result<Vec<u8>> {
         match (cipher, &key.target) {
             (Cipher::Gcm(gcm), target) => {
-                let mut buf = Vec::with_capacity(data.len() + kms_core::engine::AEAD_TAG_LEN);
+                buf.clear();
+                buf.reserve(data.len() + kms_core::engine::AEAD_TAG_LEN);
                 buf.extend_from_slice(data);
                 let sealed = match target {
                     UseTarget::Token(version) => self

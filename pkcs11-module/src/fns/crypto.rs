@@ -227,6 +227,7 @@ pub fn cipher_init(
 }
 
 fn finish_cipher(m: &Module, s: &mut Session, encrypt: bool, last: Option<&[u8]>, out: &mut OutBuf<'_>) -> Result<()> {
+    let mut spare = Some(std::mem::take(&mut s.spare_ciphertext));
     let op = slot(s, encrypt).as_mut().ok_or(Ckr::CKR_OPERATION_NOT_INITIALIZED)?;
     if op.output.is_none() {
         let made = (|| {
@@ -243,7 +244,8 @@ fn finish_cipher(m: &Module, s: &mut Session, encrypt: bool, last: Option<&[u8]>
                 None => &op.data,
             };
             Ok(if encrypt {
-                CipherOutput::Public(m.encrypt(&op.key, &op.cipher, input)?)
+                let buf = spare.take().unwrap_or_default();
+                CipherOutput::Public(m.encrypt(&op.key, &op.cipher, input, buf)?)
             } else {
                 CipherOutput::Secret(m.decrypt(&op.key, &op.cipher, input)?)
             })
@@ -258,8 +260,16 @@ fn finish_cipher(m: &Module, s: &mut Session, encrypt: bool, last: Option<&[u8]>
     }
     let output = op.output.as_ref().map(CipherOutput::as_slice).unwrap_or_default();
     if out.deliver(output)? {
-        *slot(s, encrypt) = None;
+        // The operation is over; its ciphertext array serves the session's next encryption.
+        if let Some(CipherOp {
+            output: Some(CipherOutput::Public(done)),
+            ..
+        }) = slot(s, encrypt).take()
+        {
+            spare = Some(done);
+        }
     }
+    s.spare_ciphertext = spare.unwrap_or_default();
     Ok(())
 }
 
