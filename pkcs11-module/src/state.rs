@@ -90,13 +90,20 @@ impl LoginState {
         }
     }
 
+    /// Moves the mirrors to `login`, in the order that never shows a reader the user flag with
+    /// the wrong principal: logging in sets the principal before the flag, logging out clears the
+    /// flag before the principal.
     fn mirror(&self, login: &Login) {
-        let (acting, user) = match login {
-            Login::User(caller) => (Arc::clone(caller), true),
-            _ => (Arc::clone(&self.default_caller), false),
-        };
-        self.acting.store(acting);
-        self.user.store(user, Ordering::Release);
+        match login {
+            Login::User(caller) => {
+                self.acting.store(Arc::clone(caller));
+                self.user.store(true, Ordering::Release);
+            }
+            _ => {
+                self.user.store(false, Ordering::Release);
+                self.acting.store(Arc::clone(&self.default_caller));
+            }
+        }
     }
 
     /// Whom calls act as now.
@@ -473,6 +480,21 @@ impl Module {
         f(&mut s)
     }
 
+    /// Adds session objects owned by a session that is still open (a session closed while its
+    /// key was being generated gets none: they would outlive it, findable by every session).
+    pub fn add_session_objects<const N: usize>(
+        &self,
+        owner: CK_SESSION_HANDLE,
+        key: Arc<SessionKey>,
+        kinds: [Kind; N],
+    ) -> Result<[CK_OBJECT_HANDLE; N]> {
+        let _changing = self.sessions_changing.lock();
+        if !self.sessions.load().contains_key(&owner) {
+            return Err(Ckr::CKR_SESSION_HANDLE_INVALID);
+        }
+        Ok(kinds.map(|kind| self.objects.add_session(owner, Arc::clone(&key), kind)))
+    }
+
     /// Closes a session; the last one to close logs the token out.
     pub fn close_session(&self, handle: CK_SESSION_HANDLE) -> Result<()> {
         let _changing = self.sessions_changing.lock();
@@ -540,6 +562,10 @@ impl Module {
             Some(r) if r.handle == handle => self.kms.is_current(&r.version)?,
             _ => false,
         };
+        if !reusable {
+            // Not kept past its use: a purged key's material would otherwise stay in memory.
+            session.resolved = None;
+        }
         let (key, kind, usage) = match &session.resolved {
             Some(r) if reusable => (
                 KeyUse {

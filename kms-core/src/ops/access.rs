@@ -294,7 +294,12 @@ pub(super) struct KeyAccess {
 
 impl Kms {
     /// The compiled policy and tags of a key, from the cache or the store.
-    pub(super) fn key_access(&self, key: &KeyRecord) -> Result<Arc<KeyAccess>> {
+    ///
+    /// The key policy comes from `key`, which the caller may have read before the cache was last
+    /// dropped; the result is cached only if `key` is still the cached record, so that an older
+    /// policy is never cached as the current one (nothing else would drop it until the next
+    /// metadata write: the audit writer's commits no longer do).
+    pub(super) fn key_access(&self, key: &Arc<KeyRecord>) -> Result<Arc<KeyAccess>> {
         let epoch = {
             let meta = self.meta.read();
             if let Some(a) = meta.access.get(&key.key_id) {
@@ -314,7 +319,8 @@ impl Kms {
             tags,
         });
         let mut meta = self.meta.write();
-        if meta.epoch == epoch {
+        let current = meta.keys.get(&key.key_id).is_some_and(|k| Arc::ptr_eq(k, key));
+        if meta.epoch == epoch && current {
             meta.access.insert(key.key_id.clone(), Arc::clone(&access));
         }
         Ok(access)

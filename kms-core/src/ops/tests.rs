@@ -270,3 +270,80 @@ fn last_used_time_is_immediate_here_and_reaches_other_processes_through_the_stor
     assert_eq!(last_used(&kms), Some(used.clone()));
     assert_eq!(last_used(&other), Some(used));
 }
+
+/// A key's access (its policy and tags) built from a record read before another process changed
+/// the policy must not be cached as current: audit batches no longer drop the cache, so nothing
+/// would replace it until the next metadata write. (Found in review; it failed before the fix.)
+#[test]
+fn an_access_built_from_a_record_older_than_the_cache_is_not_cached() {
+    let (dir, kms, _clock) = open();
+    let key = kms
+        .create_key(&CreateKeyRequest::default())
+        .expect("create")
+        .key_metadata
+        .key_id;
+    encrypt_with(&kms, &key).expect("warm the caches");
+    std::thread::sleep(kms.poll_interval * 2);
+    // A thread of this process resolves the key (no policy yet)…
+    let stale = kms.resolve(&key).expect("resolve");
+    // …another process denies Encrypt to everyone…
+    let other = Kms::open(dir.path()).expect("a second Kms on the store");
+    let deny = serde_json::json!({
+        "Version": "1",
+        "Statement": [{"Effect": "Deny", "Principal": {"RAM": ["*"]}, "Action": ["kms:Encrypt"], "Resource": ["*"]}]
+    })
+    .to_string();
+    other
+        .set_key_policy(&SetKeyPolicyRequest {
+            key_id: key.clone(),
+            policy: deny,
+        })
+        .expect("deny elsewhere");
+    // …another thread polls and reloads…
+    std::thread::sleep(kms.poll_interval * 2);
+    kms.sync().expect("sync");
+    // …and the first thread builds the key's access from its older record.
+    kms.key_access(&stale).expect("access");
+    // Every call that starts afterwards sees the deny, across audit batches.
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(30));
+        kms.flush_audit().expect("flush");
+        let refused = encrypt_with(&kms, &key).expect_err("the deny committed elsewhere");
+        assert_eq!(refused.code(), "Forbidden.NoPermission");
+    }
+}
+
+/// Any writer moves the metadata change counter (triggers), not only this build's `Store::write`:
+/// a process of an older build, still running against a migrated store, writes plain SQL.
+#[test]
+fn a_metadata_row_changed_by_plain_sql_is_seen() {
+    let (dir, kms, _clock) = open();
+    let key = kms
+        .create_key(&CreateKeyRequest::default())
+        .expect("create")
+        .key_metadata
+        .key_id;
+    let describe = || {
+        kms.describe_key(&KeyIdRequest::new(key.clone()))
+            .expect("describe")
+            .key_metadata
+    };
+    assert_eq!(describe().description, "");
+    let raw = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).expect("a plain connection");
+    raw.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+    raw.execute(
+        "UPDATE keys SET description = 'written by an older build' WHERE key_id = ?1",
+        [&key],
+    )
+    .expect("a plain UPDATE");
+    std::thread::sleep(kms.poll_interval * 2);
+    assert_eq!(describe().description, "written by an older build");
+    // The audit trail's own tables move nothing.
+    let before = kms.store.metadata_changes().expect("counter");
+    raw.execute(
+        "INSERT INTO key_last_used (key_id, time_ms) VALUES (?1, 1) ON CONFLICT (key_id) DO UPDATE SET time_ms = 1",
+        [&key],
+    )
+    .expect("a key_last_used row");
+    assert_eq!(kms.store.metadata_changes().expect("counter"), before);
+}

@@ -309,9 +309,9 @@ impl Store {
         f(&self.conn.lock())
     }
 
-    /// The count of metadata writes ever committed, by any process. SQLite's data version moves
-    /// for the audit writer's commits too; this moves only for [`Store::write`]'s, so a cache of
-    /// keys, aliases and policies is dropped only when one of them may have changed.
+    /// A count that every change of a metadata row moves (triggers, migration 6), whoever makes
+    /// it. SQLite's data version moves for the audit writer's commits too; this does not, so a
+    /// cache of keys, aliases and policies is dropped only when one of them may have changed.
     pub fn metadata_changes(&self) -> Result<i64> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached("SELECT counter FROM metadata_changes WHERE id = 1")?;
@@ -319,13 +319,10 @@ impl Store {
     }
 
     /// Runs `f` in one write transaction: committed when `f` returns `Ok`, rolled back otherwise.
-    /// Every such transaction counts as a metadata change (see [`Store::metadata_changes`]).
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
-        tx.prepare_cached("UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1")?
-            .execute([])?;
         tx.commit()?;
         Ok(out)
     }

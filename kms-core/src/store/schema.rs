@@ -140,6 +140,65 @@ const MIGRATIONS: &[&str] = &[
             'AsymmetricDecrypt')
         GROUP BY key_id;
     "#,
+    // 6: the metadata change counter moves by triggers on every metadata table, so that any
+    // writer moves it — a process of an older build still running against a migrated store too.
+    // (The audit trail and key_last_used have none: their writes must not drop caches.)
+    r#"
+    CREATE TRIGGER meta_changed_i AFTER INSERT ON meta
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER meta_changed_u AFTER UPDATE ON meta
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER meta_changed_d AFTER DELETE ON meta
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER keys_changed_i AFTER INSERT ON keys
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER keys_changed_u AFTER UPDATE ON keys
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER keys_changed_d AFTER DELETE ON keys
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER key_versions_changed_i AFTER INSERT ON key_versions
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER key_versions_changed_u AFTER UPDATE ON key_versions
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER key_versions_changed_d AFTER DELETE ON key_versions
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER aliases_changed_i AFTER INSERT ON aliases
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER aliases_changed_u AFTER UPDATE ON aliases
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER aliases_changed_d AFTER DELETE ON aliases
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER tags_changed_i AFTER INSERT ON tags
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER tags_changed_u AFTER UPDATE ON tags
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER tags_changed_d AFTER DELETE ON tags
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER tokens_changed_i AFTER INSERT ON tokens
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER tokens_changed_u AFTER UPDATE ON tokens
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER tokens_changed_d AFTER DELETE ON tokens
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER instances_changed_i AFTER INSERT ON instances
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER instances_changed_u AFTER UPDATE ON instances
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER instances_changed_d AFTER DELETE ON instances
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER policies_changed_i AFTER INSERT ON policies
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER policies_changed_u AFTER UPDATE ON policies
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER policies_changed_d AFTER DELETE ON policies
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER policy_attachments_changed_i AFTER INSERT ON policy_attachments
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER policy_attachments_changed_u AFTER UPDATE ON policy_attachments
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER policy_attachments_changed_d AFTER DELETE ON policy_attachments
+        BEGIN UPDATE metadata_changes SET counter = counter + 1 WHERE id = 1; END;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -407,7 +407,8 @@ pub fn generate_key(
         }));
     }
     let key = session_key(spec, KeyUsage::EncryptDecrypt, label, template.raw(CKA_ID))?;
-    Ok(m.objects.add_session(session, key, Kind::Secret))
+    let [secret] = m.add_session_objects(session, key, [Kind::Secret])?;
+    Ok(secret)
 }
 
 /// C_GenerateKeyPair: an EC (P-256, secp256k1, SM2) or RSA (2048/3072/4096) key pair, a KMS key
@@ -478,8 +479,6 @@ pub fn generate_key_pair(
     }
     let id = private.raw(CKA_ID).or_else(|| public.raw(CKA_ID));
     let key = session_key(spec, usage, label, id)?;
-    Ok((
-        m.objects.add_session(session, Arc::clone(&key), Kind::Public),
-        m.objects.add_session(session, key, Kind::Private),
-    ))
+    let [public, private] = m.add_session_objects(session, key, [Kind::Public, Kind::Private])?;
+    Ok((public, private))
 }
