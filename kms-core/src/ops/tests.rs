@@ -92,11 +92,7 @@ fn one_kms_serves_many_threads_while_keys_rotate() {
     shareable::<Kms>();
     let (_dir, kms, _clock) = open();
     let kms = Arc::new(kms);
-    let key_id = kms
-        .create_key(&CreateKeyRequest::default())
-        .expect("create")
-        .key_metadata
-        .key_id;
+    let key_id = new_key(&kms);
     let workers: Vec<_> = (0..4)
         .map(|t| {
             let (kms, key_id) = (Arc::clone(&kms), key_id.clone());
@@ -138,6 +134,14 @@ fn one_kms_serves_many_threads_while_keys_rotate() {
     assert_eq!(versions.total_count, 11);
 }
 
+/// A new key of the default spec.
+fn new_key(kms: &Kms) -> String {
+    kms.create_key(&CreateKeyRequest::default())
+        .expect("create")
+        .key_metadata
+        .key_id
+}
+
 fn encrypt_with(kms: &Kms, key_id: &str) -> Result<EncryptResponse> {
     kms.encrypt(&EncryptRequest {
         key_id: key_id.into(),
@@ -164,16 +168,8 @@ fn trail(kms: &Kms, action: &str) -> Vec<(Option<String>, String, u64)> {
 #[test]
 fn identical_calls_in_one_millisecond_are_one_event_with_a_count() {
     let (_dir, kms, clock) = open();
-    let a = kms
-        .create_key(&CreateKeyRequest::default())
-        .expect("create")
-        .key_metadata
-        .key_id;
-    let b = kms
-        .create_key(&CreateKeyRequest::default())
-        .expect("create")
-        .key_metadata
-        .key_id;
+    let a = new_key(&kms);
+    let b = new_key(&kms);
     let ok = |k: &str| (Some(k.to_owned()), "Success".to_owned());
     // The clock stands still: 50 calls on A are one event, then B, then A again (the order of
     // calls is kept: A's second run is an event of its own).
@@ -207,11 +203,7 @@ fn identical_calls_in_one_millisecond_are_one_event_with_a_count() {
 #[test]
 fn audit_batches_keep_the_metadata_cache_and_metadata_writes_drop_it() {
     let (dir, kms, _clock) = open();
-    let key = kms
-        .create_key(&CreateKeyRequest::default())
-        .expect("create")
-        .key_metadata
-        .key_id;
+    let key = new_key(&kms);
     encrypt_with(&kms, &key).expect("warm the caches");
     let settled = || {
         std::thread::sleep(kms.poll_interval * 2);
@@ -242,11 +234,7 @@ fn audit_batches_keep_the_metadata_cache_and_metadata_writes_drop_it() {
 #[test]
 fn last_used_time_is_immediate_here_and_reaches_other_processes_through_the_store() {
     let (dir, kms, clock) = open();
-    let key = kms
-        .create_key(&CreateKeyRequest::default())
-        .expect("create")
-        .key_metadata
-        .key_id;
+    let key = new_key(&kms);
     let other = Kms::open(dir.path()).expect("a second Kms on the store");
     let last_used = |k: &Kms| {
         k.describe_key(&KeyIdRequest::new(key.clone()))
@@ -277,11 +265,7 @@ fn last_used_time_is_immediate_here_and_reaches_other_processes_through_the_stor
 #[test]
 fn an_access_built_from_a_record_older_than_the_cache_is_not_cached() {
     let (dir, kms, _clock) = open();
-    let key = kms
-        .create_key(&CreateKeyRequest::default())
-        .expect("create")
-        .key_metadata
-        .key_id;
+    let key = new_key(&kms);
     encrypt_with(&kms, &key).expect("warm the caches");
     std::thread::sleep(kms.poll_interval * 2);
     // A thread of this process resolves the key (no policy yet)…
@@ -318,11 +302,7 @@ fn an_access_built_from_a_record_older_than_the_cache_is_not_cached() {
 #[test]
 fn a_metadata_row_changed_by_plain_sql_is_seen() {
     let (dir, kms, _clock) = open();
-    let key = kms
-        .create_key(&CreateKeyRequest::default())
-        .expect("create")
-        .key_metadata
-        .key_id;
+    let key = new_key(&kms);
     let describe = || {
         kms.describe_key(&KeyIdRequest::new(key.clone()))
             .expect("describe")
