@@ -34,5 +34,5 @@ pub use error::{KmsError, Result};
 pub use ops::{
     CallerContext, Client, DEFAULT_INSTANCE_ID, DEFAULT_POLL_INTERVAL, Kms, KmsOptions, MAX_PIN_LEN, MIN_PIN_LEN,
     OPERATIONS, PASSPHRASE_ENV, PinRole, ROOT_KEY_FILE_ENV, STORE_ENV, TokenInfo, TokenKey, TokenVersion, TokenView,
-    default_store_dir, hash_pin, pin_matches,
+    default_store_dir, hash_pin, is_pin_hash, pin_matches,
 };

@@ -157,7 +157,7 @@ impl Config {
             }
         }
         for p in &config.pin_principals {
-            if kms_core::pin_matches(b"", &p.pin_hash).is_err() {
+            if !kms_core::is_pin_hash(&p.pin_hash) {
                 return Err(invalid(format!(
                     "the pin_hash of {} is not a hash from `tessera token hash-pin`",
                     p.principal

@@ -143,32 +143,6 @@ pub struct Objects {
     session_generation: AtomicU64,
 }
 
-/// A session's own memory of token objects' handles (handles never change once assigned), so
-/// that a find answered from it takes no lock another thread's find takes.
-#[derive(Default)]
-pub struct HandleMemo {
-    by_version: HashMap<Box<str>, [Option<CK_OBJECT_HANDLE>; 4]>,
-}
-
-impl HandleMemo {
-    /// The handle of a token object, from this memo or the shared table.
-    pub fn handle(
-        &mut self,
-        objects: &Objects,
-        key_id: &Arc<str>,
-        version_id: &Arc<str>,
-        kind: Kind,
-    ) -> CK_OBJECT_HANDLE {
-        let slot = kind as usize;
-        if let Some(h) = self.by_version.get(&**version_id).and_then(|k| k[slot]) {
-            return h;
-        }
-        let h = objects.token_handle_of(key_id, version_id, kind);
-        self.by_version.entry(Box::from(&**version_id)).or_default()[slot] = Some(h);
-        h
-    }
-}
-
 impl Objects {
     /// The handle of a token object, assigned on first sight.
     pub fn token_handle(&self, object: &TokenObject) -> CK_OBJECT_HANDLE {

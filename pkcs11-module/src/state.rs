@@ -18,7 +18,7 @@ use crate::cert::{self, Certificate};
 use crate::config::Config;
 use crate::error::{Ckr, Result};
 use crate::mechanisms::{Gcm, Hasher, Input};
-use crate::objects::{HandleMemo, Kind, Object, ObjectView, Objects, PublicParts, SessionKey, TokenObject};
+use crate::objects::{Kind, Object, ObjectView, Objects, PublicParts, SessionKey, TokenObject};
 
 /// The one slot's id.
 pub const SLOT_ID: CK_SLOT_ID = 0;
@@ -104,6 +104,11 @@ impl LoginState {
                 self.acting.store(Arc::clone(&self.default_caller));
             }
         }
+    }
+
+    /// Whom the token's user PIN, and public sessions, act as.
+    pub fn default_caller(&self) -> &Arc<CallerContext> {
+        &self.default_caller
     }
 
     /// Whom calls act as now.
@@ -268,8 +273,6 @@ pub struct Session {
     /// The token snapshot this session's last C_FindObjectsInit used, used again while the store
     /// has not changed (this session's own reference: no shared count to move).
     pub view: Option<Arc<TokenView>>,
-    /// The token objects' handles this session has seen.
-    pub handles: HandleMemo,
     /// The last finished find's array, kept for the next find to fill.
     pub spare_handles: Vec<CK_OBJECT_HANDLE>,
     /// The last search and its answer (applications often look their key up by label before
@@ -359,8 +362,6 @@ pub struct Module {
     next_session: AtomicU64,
     /// Who is logged in.
     pub login: LoginState,
-    /// Whom the token's user PIN, and public sessions, act as.
-    pub default_caller: Arc<CallerContext>,
     /// The configuration's other user PINs and whom each acts as.
     pin_callers: Vec<(String, Arc<CallerContext>)>,
     /// Object handles.
@@ -389,7 +390,6 @@ impl Module {
             })
             .collect::<std::result::Result<Vec<_>, kms_core::KmsError>>()?;
         Ok(Module {
-            default_caller: Arc::clone(&default_caller),
             pin_callers,
             kms,
             config,
@@ -397,7 +397,7 @@ impl Module {
             sessions: ArcSwap::new(Arc::new(HashMap::new())),
             sessions_changing: Mutex::new(()),
             next_session: AtomicU64::new(0),
-            login: LoginState::new(Arc::clone(&default_caller)),
+            login: LoginState::new(default_caller),
             objects: Objects::default(),
             public_parts: RwLock::new(HashMap::new()),
             certificates: RwLock::new(HashMap::new()),
@@ -450,7 +450,6 @@ impl Module {
             digest: None,
             resolved: None,
             view: None,
-            handles: HandleMemo::default(),
             spare_handles: Vec::new(),
             last_find: LastFind::default(),
             spare_ciphertext: Vec::new(),
@@ -558,50 +557,44 @@ impl Module {
         handle: CK_OBJECT_HANDLE,
         wanted: &[Kind],
     ) -> Result<(KeyUse, Kind, KeyUsage)> {
-        let reusable = match &session.resolved {
-            Some(r) if r.handle == handle => self.kms.is_current(&r.version)?,
-            _ => false,
+        // The session's last resolved version serves again while nothing changed; otherwise
+        // it is let go (a purged key's material must not stay in memory).
+        let kept = match session.resolved.take() {
+            Some(r) if r.handle == handle && self.kms.is_current(&r.version)? => Some(r),
+            _ => None,
         };
-        if !reusable {
-            // Not kept past its use: a purged key's material would otherwise stay in memory.
-            session.resolved = None;
-        }
-        let (key, kind, usage) = match &session.resolved {
-            Some(r) if reusable => (
-                KeyUse {
-                    spec: r.version.spec(),
-                    target: UseTarget::Token(Arc::clone(&r.version)),
-                },
-                r.kind,
-                r.version.usage(),
-            ),
-            _ => match self.objects.get(handle).map_err(|_| Ckr::CKR_KEY_HANDLE_INVALID)? {
-                Object::Token(t) => {
-                    // The KMS answers from its caches whether the key is still Enabled and the
-                    // version exists: a key that left the token is an invalid handle.
-                    let version = Arc::new(self.kms.token_version(&t.key_id, &t.version_id)?);
-                    session.resolved = Some(ResolvedKey {
-                        handle,
-                        kind: t.kind,
-                        version: Arc::clone(&version),
-                    });
-                    let usage = version.usage();
+        let (version, kind) = match kept {
+            Some(r) => (r.version, r.kind),
+            None => match self.objects.get(handle).map_err(|_| Ckr::CKR_KEY_HANDLE_INVALID)? {
+                // The KMS answers from its caches whether the key is still Enabled and the
+                // version exists: a key that left the token is an invalid handle.
+                Object::Token(t) => (Arc::new(self.kms.token_version(&t.key_id, &t.version_id)?), t.kind),
+                Object::Session { key, kind, .. } => {
+                    let usage = key.usage;
                     let key = KeyUse {
-                        spec: version.spec(),
-                        target: UseTarget::Token(version),
-                    };
-                    (key, t.kind, usage)
-                }
-                Object::Session { key, kind, .. } => (
-                    KeyUse {
                         spec: key.spec,
-                        target: UseTarget::Session(Arc::clone(&key)),
-                    },
-                    kind,
-                    key.usage,
-                ),
+                        target: UseTarget::Session(key),
+                    };
+                    return self.usable_as(key, kind, usage, wanted);
+                }
             },
         };
+        session.resolved = Some(ResolvedKey {
+            handle,
+            kind,
+            version: Arc::clone(&version),
+        });
+        let usage = version.usage();
+        let key = KeyUse {
+            spec: version.spec(),
+            target: UseTarget::Token(version),
+        };
+        self.usable_as(key, kind, usage, wanted)
+    }
+
+    /// A key the operation may use: a private half needs a login, and the kind must be one the
+    /// operation takes.
+    fn usable_as(&self, key: KeyUse, kind: Kind, usage: KeyUsage, wanted: &[Kind]) -> Result<(KeyUse, Kind, KeyUsage)> {
         if kind.is_private() && !self.user_logged_in() {
             return Err(Ckr::CKR_USER_NOT_LOGGED_IN);
         }

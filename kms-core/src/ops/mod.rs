@@ -22,7 +22,7 @@ pub use access::{CallerContext, Client, OPERATIONS};
 #[cfg(test)]
 pub(crate) use audit::KEY_USE_ACTIONS;
 pub use token::{
-    MAX_PIN_LEN, MIN_PIN_LEN, PinRole, TokenInfo, TokenKey, TokenVersion, TokenView, hash_pin, pin_matches,
+    MAX_PIN_LEN, MIN_PIN_LEN, PinRole, TokenInfo, TokenKey, TokenVersion, TokenView, hash_pin, is_pin_hash, pin_matches,
 };
 
 use std::collections::HashMap;

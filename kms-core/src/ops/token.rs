@@ -173,17 +173,29 @@ pub fn hash_pin(pin: &[u8]) -> Result<String> {
     Ok(format!("{PIN_HASH_SCHEME}${}${}", hex(&salt), hex(out.as_ref())))
 }
 
-/// Whether `pin` matches a hash made by [`hash_pin`], compared in constant time.
-pub fn pin_matches(pin: &[u8], stored: &str) -> Result<bool> {
+/// The salt and hash of a stored PIN hash (`scheme$salt$hash`).
+fn parse_pin_hash(stored: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    let unreadable = || KmsError::Internal("a stored PIN hash is not readable".into());
     let mut parts = stored.split('$');
     let (Some(PIN_HASH_SCHEME), Some(salt), Some(hash), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(KmsError::Internal("a stored PIN hash is not readable".into()));
+        return Err(unreadable());
     };
-    let (Some(salt), Some(hash)) = (unhex(salt), unhex(hash)) else {
-        return Err(KmsError::Internal("a stored PIN hash is not readable".into()));
-    };
+    match (unhex(salt), unhex(hash)) {
+        (Some(salt), Some(hash)) => Ok((salt, hash)),
+        _ => Err(unreadable()),
+    }
+}
+
+/// Whether `stored` is a hash made by [`hash_pin`] (its form only: no Argon2 run).
+pub fn is_pin_hash(stored: &str) -> bool {
+    parse_pin_hash(stored).is_ok()
+}
+
+/// Whether `pin` matches a hash made by [`hash_pin`], compared in constant time.
+pub fn pin_matches(pin: &[u8], stored: &str) -> Result<bool> {
+    let (salt, hash) = parse_pin_hash(stored)?;
     let mut out = Zeroizing::new(vec![0u8; hash.len()]);
     argon2()?
         .hash_password_into(pin, &salt, &mut out)

@@ -169,3 +169,20 @@ fn raw_aead_round_trips_and_refuses_a_wrong_tag() {
         "Forbidden.KeyVersionNotFound"
     );
 }
+
+#[test]
+fn a_pin_hash_is_recognised_by_its_form() {
+    let hash = hash_pin(b"1234-pin").expect("hash");
+    assert!(is_pin_hash(&hash));
+    assert!(pin_matches(b"1234-pin", &hash).expect("match"));
+    for bad in [
+        "",
+        "plain-pin",
+        "argon2id-v19-m19456-t2-p1$zz$00",
+        "other$00$00",
+        &format!("{hash}$x"),
+    ] {
+        assert!(!is_pin_hash(bad), "{bad:?}");
+        assert!(pin_matches(b"1234-pin", bad).is_err(), "{bad:?}");
+    }
+}

@@ -123,15 +123,8 @@ unsafe fn out_buf<'a>(buf: *mut CK_BYTE, len: *mut CK_ULONG) -> Result<OutBuf<'a
 /// lengths say.
 unsafe fn template(ptr: *const CK_ATTRIBUTE, count: CK_ULONG) -> Result<Vec<Attribute>> {
     // SAFETY: forwarded from the caller's contract.
-    let attributes = unsafe { input(ptr, count) }?;
-    attributes
-        .iter()
-        .map(|a| {
-            // SAFETY: the caller vouches for `ulValueLen` readable bytes at `pValue`.
-            let value = unsafe { input(a.pValue as *const u8, a.ulValueLen) }?;
-            Ok((a.type_, value.to_vec()))
-        })
-        .collect()
+    let borrowed = unsafe { template_ref(ptr, count) }?;
+    Ok(borrowed.iter().map(|(t, v)| (*t, v.to_vec())).collect())
 }
 
 /// A caller's template, borrowed for the call (kept on the stack up to eight attributes).

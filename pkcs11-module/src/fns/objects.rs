@@ -11,7 +11,7 @@ use super::{Attribute, AttributeRef, Template, with_session};
 use crate::error::{Ckr, Result};
 use crate::mechanisms::Mechanism;
 use crate::objects::{
-    Attr, EC_PARAMS_K256, EC_PARAMS_P256, EC_PARAMS_SM2, HandleMemo, Kind, Object, ObjectView, SessionKey, TokenObject,
+    Attr, EC_PARAMS_K256, EC_PARAMS_P256, EC_PARAMS_SM2, Kind, Object, ObjectView, SessionKey, TokenObject,
     split_label, version_label,
 };
 use crate::state::{self, Find, FindAsked, Module, Target};
@@ -134,7 +134,7 @@ pub fn find_init(session: CK_SESSION_HANDLE, template: &[AttributeRef<'_>]) -> R
         if s.last_find.answers(asked, template) {
             handles.extend_from_slice(&s.last_find.handles);
         } else {
-            let found = find_matches(m, &view, user, template, &mut s.handles, &mut handles);
+            let found = find_matches(m, &view, user, template, &mut handles);
             if let Err(e) = found {
                 s.view = Some(view);
                 return Err(e);
@@ -153,7 +153,6 @@ fn find_matches(
     view: &kms_core::TokenView,
     user: bool,
     template: &[AttributeRef<'_>],
-    memo: &mut HandleMemo,
     handles: &mut Vec<CK_OBJECT_HANDLE>,
 ) -> Result<()> {
     let wanted_id = template.raw(CKA_ID);
@@ -196,7 +195,7 @@ fn find_matches(
                     version_id: Arc::clone(version_id),
                 };
                 if matches(m, &object_view, target, template)? {
-                    handles.push(memo.handle(&m.objects, key_id, version_id, kind));
+                    handles.push(m.objects.token_handle_of(key_id, version_id, kind));
                 }
             }
         }

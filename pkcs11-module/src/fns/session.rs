@@ -76,7 +76,7 @@ pub fn login(session: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: &[u8]) ->
     // The token's user PIN acts as the configured principal; the other user PINs of the
     // configuration as theirs.
     let user = match (&checked, role) {
-        (Ok(()), PinRole::User) => Some(Arc::clone(&m.default_caller)),
+        (Ok(()), PinRole::User) => Some(Arc::clone(m.login.default_caller())),
         (Err(kms_core::KmsError::PinIncorrect), PinRole::User) => m.caller_for_pin(pin)?,
         _ => None,
     };
