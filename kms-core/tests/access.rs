@@ -2528,3 +2528,60 @@ fn account_root_is_refused_only_by_a_key_policy_deny() {
     t.allow_on(&t.root, "Encrypt", &guarded, encrypt(&guarded, b"allowed again"));
     t.verify_audit();
 }
+
+/// `kms:EncryptionContext/{key}` conditions see the call's encryption context: Encrypt,
+/// Decrypt and GenerateDataKey are allowed under the context the policy names and refused under
+/// another (a negated operator must not allow everything because the context was never given).
+#[test]
+fn encryption_context_conditions_see_the_calls_context() {
+    let t = env();
+    let only_billing = r#"{"Version":"1","Statement":[{"Effect":"Allow",
+        "Action":["kms:Encrypt","kms:Decrypt","kms:GenerateDataKey"],"Resource":"*",
+        "Condition":{"StringEquals":{"kms:EncryptionContext/app":"billing"}}}]}"#;
+    let not_payroll = r#"{"Version":"1","Statement":[{"Effect":"Allow",
+        "Action":["kms:Encrypt"],"Resource":"*",
+        "Condition":{"StringNotEquals":{"kms:EncryptionContext/app":"payroll"}}}]}"#;
+    t.grant("billing", only_billing);
+    t.grant("others", not_payroll);
+    let billing = t.user("billing");
+    let others = t.user("others");
+    let k = t.aes();
+    let k = k.as_str();
+    let context = |app: &str| -> EncryptionContext { [("app".to_owned(), app.to_owned())].into_iter().collect() };
+    let encrypt_in = |app: &str| {
+        let req = EncryptRequest {
+            key_id: k.to_owned(),
+            plaintext: b"invoice".as_slice().into(),
+            encryption_context: context(app),
+        };
+        move |c: Client<'_>| c.encrypt(&req)
+    };
+
+    let blob = t.allow_on(&billing, "Encrypt", k, encrypt_in("billing"));
+    t.deny_on(&billing, "Encrypt", k, encrypt_in("payroll"));
+    t.deny_on(&billing, "Encrypt", k, encrypt(k, b"no context"));
+    let decrypt_in = |app: &str| {
+        let req = DecryptRequest {
+            ciphertext_blob: blob.ciphertext_blob.0.as_slice().into(),
+            encryption_context: context(app),
+        };
+        move |c: Client<'_>| c.decrypt(&req)
+    };
+    let back = t.allow_on(&billing, "Decrypt", k, decrypt_in("billing"));
+    assert_eq!(back.plaintext.expose(), b"invoice");
+    t.deny_on(&billing, "Decrypt", k, decrypt_in("payroll"));
+    let data_key_in = |app: &str| {
+        let req = GenerateDataKeyRequest {
+            key_id: k.to_owned(),
+            encryption_context: context(app),
+            ..Default::default()
+        };
+        move |c: Client<'_>| c.generate_data_key(&req)
+    };
+    t.allow_on(&billing, "GenerateDataKey", k, data_key_in("billing"));
+    t.deny_on(&billing, "GenerateDataKey", k, data_key_in("hr"));
+
+    t.allow_on(&others, "Encrypt", k, encrypt_in("billing"));
+    t.deny_on(&others, "Encrypt", k, encrypt_in("payroll"));
+    t.verify_audit();
+}

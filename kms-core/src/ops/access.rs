@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use super::audit::AuditEvent;
 use super::{Kms, TokenVersion};
+use crate::blob::EncryptionContext;
 use crate::engine::{AEAD_TAG_LEN, CipherScheme, SignScheme};
 use crate::error::{KmsError, Result};
 use crate::policy::{self, Decision, PolicyDocument, Principal};
@@ -356,6 +357,7 @@ impl Kms {
         action: &'static str,
         resource: &str,
         key: Option<&KeyAccess>,
+        context: Option<&EncryptionContext>,
     ) -> Result<()> {
         let caller = call.caller;
         let key_policy = key.and_then(|k| k.policy.as_deref());
@@ -373,7 +375,7 @@ impl Kms {
             now_ms: call.now_ms,
             secure_transport: caller.secure_transport,
             tags: key.map_or(&[][..], |k| &k.tags[..]),
-            encryption_context: None,
+            encryption_context: context,
         };
         match policy::authorize(&request, self.account_id(), &identity, key_policy) {
             Decision::Allowed => Ok(()),
@@ -390,12 +392,24 @@ impl Kms {
     pub(super) fn authorize_resource(&self, call: &Call<'_>, resource: String) -> Result<()> {
         let resource: Arc<str> = Arc::from(resource);
         call.touched(Arc::clone(&resource));
-        self.authorize(call, call.action, &resource, None)
+        self.authorize(call, call.action, &resource, None, None)
     }
 
     /// Resolves what the caller named — a key id, `alias/…`, or an ARN — and authorizes
     /// `action` on the key, and on the alias too when the key was named by one.
     pub(super) fn resolve_for(&self, call: &Call<'_>, action: &'static str, key_ref: &str) -> Result<Arc<KeyRecord>> {
+        self.resolve_for_in(call, action, key_ref, None)
+    }
+
+    /// As [`Kms::resolve_for`], for a call that carries an encryption context (the
+    /// `kms:EncryptionContext/{key}` condition keys are its entries).
+    pub(super) fn resolve_for_in(
+        &self,
+        call: &Call<'_>,
+        action: &'static str,
+        key_ref: &str,
+        context: Option<&EncryptionContext>,
+    ) -> Result<Arc<KeyRecord>> {
         let key = match self.resolve(key_ref) {
             Ok(key) => key,
             Err(e) => {
@@ -409,9 +423,9 @@ impl Kms {
         if let Some(alias) = self.alias_named(key_ref) {
             let alias_arn = self.alias_arn(alias);
             call.touched(Arc::from(alias_arn.as_str()));
-            self.authorize(call, action, &alias_arn, Some(&access))?;
+            self.authorize(call, action, &alias_arn, Some(&access), context)?;
         }
-        self.authorize(call, action, &access.arn, Some(&access))?;
+        self.authorize(call, action, &access.arn, Some(&access), context)?;
         Ok(key)
     }
 

@@ -82,7 +82,7 @@ impl Kms {
         context: &EncryptionContext,
     ) -> Result<Opened> {
         let parsed = blob::parse(bytes)?;
-        let key = self.resolve_blob_key(call, action, parsed.key_id)?;
+        let key = self.resolve_blob_key(call, action, parsed.key_id, context)?;
         if key.spec.symmetric_algorithm() != Some(parsed.algorithm) {
             return Err(KmsError::InvalidCiphertext);
         }
@@ -101,11 +101,17 @@ impl Kms {
     }
 
     /// A blob names its key by id only (never by alias), and that key must be usable.
-    fn resolve_blob_key(&self, call: &Call<'_>, action: &'static str, key_id: &str) -> Result<Arc<KeyRecord>> {
+    fn resolve_blob_key(
+        &self,
+        call: &Call<'_>,
+        action: &'static str,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<Arc<KeyRecord>> {
         if key_id.starts_with("alias/") || key_id.starts_with("acs:") {
             return Err(KmsError::InvalidCiphertext);
         }
-        self.usable(call, action, key_id, KeyUsage::EncryptDecrypt)
+        self.usable(call, action, key_id, KeyUsage::EncryptDecrypt, Some(context))
     }
 
     /// Encrypt.
@@ -117,7 +123,13 @@ impl Kms {
             ));
         }
         self.sync()?;
-        let key = self.usable(call, call.action, &req.key_id, KeyUsage::EncryptDecrypt)?;
+        let key = self.usable(
+            call,
+            call.action,
+            &req.key_id,
+            KeyUsage::EncryptDecrypt,
+            Some(&req.encryption_context),
+        )?;
         let (blob, key_version_id) = self.seal_blob(&key, req.plaintext.expose(), &req.encryption_context)?;
         Ok(EncryptResponse {
             ciphertext_blob: blob.into(),
@@ -143,12 +155,18 @@ impl Kms {
         self.sync()?;
         // Both keys are authorized before anything is decrypted; the source first, so that the
         // audit record files the call under the key the data leaves.
-        self.resolve_blob_key(call, "kms:ReEncryptFrom", blob::parse(&req.ciphertext_blob.0)?.key_id)?;
+        self.resolve_blob_key(
+            call,
+            "kms:ReEncryptFrom",
+            blob::parse(&req.ciphertext_blob.0)?.key_id,
+            &req.source_encryption_context,
+        )?;
         let destination = self.usable(
             call,
             "kms:ReEncryptTo",
             &req.destination_key_id,
             KeyUsage::EncryptDecrypt,
+            Some(&req.destination_encryption_context),
         )?;
         let opened = self.open_blob(
             call,
@@ -178,7 +196,13 @@ impl Kms {
             None => req.key_spec.unwrap_or(DataKeySpec::Aes256).byte_len(),
         };
         self.sync()?;
-        let key = self.usable(call, call.action, &req.key_id, KeyUsage::EncryptDecrypt)?;
+        let key = self.usable(
+            call,
+            call.action,
+            &req.key_id,
+            KeyUsage::EncryptDecrypt,
+            Some(&req.encryption_context),
+        )?;
         let mut data_key = Zeroizing::new(vec![0u8; len]);
         // A hardware instance's data keys come from its HSM's generator.
         self.engine_for(&key.instance_id)?
@@ -221,7 +245,7 @@ impl Kms {
         usage: KeyUsage,
     ) -> Result<(Arc<KeyRecord>, String, Arc<dyn KeyHandle>)> {
         self.sync()?;
-        let key = self.usable(call, call.action, key_ref, usage)?;
+        let key = self.usable(call, call.action, key_ref, usage, None)?;
         if key.spec.is_symmetric() {
             return Err(KmsError::Unsupported {
                 what: "KeySpec",

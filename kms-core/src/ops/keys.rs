@@ -21,7 +21,7 @@ impl Kms {
         if let Some(alias) = req.alias.as_deref().filter(|a| !a.is_empty()) {
             let alias_arn = self.alias_arn(alias);
             call.touched(std::sync::Arc::from(alias_arn.as_str()));
-            self.authorize(call, "kms:CreateAlias", &alias_arn, None)?;
+            self.authorize(call, "kms:CreateAlias", &alias_arn, None, None)?;
         }
         let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
         let usage = req.key_usage.unwrap_or(spec.default_usage());

@@ -134,6 +134,11 @@ struct MetaCache {
 }
 
 impl MetaCache {
+    /// Whether the cache holds the store as last polled, with no work due at `now_ms`.
+    fn usable_at(&self, now_ms: i64) -> bool {
+        self.fresh && self.next_due_ms.is_none_or(|t| now_ms < t)
+    }
+
     /// Drops everything loaded from the store.
     fn clear_loaded(&mut self) {
         self.keys.clear();
@@ -303,7 +308,7 @@ impl Kms {
         let data_version = self.store.data_version()?;
         {
             let meta = self.meta.read();
-            if meta.fresh && meta.data_version == data_version && meta.next_due_ms.is_none_or(|t| now < t) {
+            if meta.usable_at(now) && meta.data_version == data_version {
                 self.last_poll_ns.fetch_max(begun, Ordering::AcqRel);
                 return Ok(());
             }
@@ -313,7 +318,7 @@ impl Kms {
         let changes = self.store.metadata_changes()?;
         {
             let mut meta = self.meta.write();
-            if meta.fresh && meta.metadata_changes == changes && meta.next_due_ms.is_none_or(|t| now < t) {
+            if meta.usable_at(now) && meta.metadata_changes == changes {
                 meta.data_version = meta.data_version.max(data_version);
                 drop(meta);
                 self.last_poll_ns.fetch_max(begun, Ordering::AcqRel);
@@ -456,8 +461,15 @@ impl Kms {
     }
 
     /// Resolves a key that must be Enabled and have `usage`.
-    fn usable(&self, call: &Call<'_>, action: &'static str, key_ref: &str, usage: KeyUsage) -> Result<Arc<KeyRecord>> {
-        let key = self.resolve_for(call, action, key_ref)?;
+    fn usable(
+        &self,
+        call: &Call<'_>,
+        action: &'static str,
+        key_ref: &str,
+        usage: KeyUsage,
+        context: Option<&crate::blob::EncryptionContext>,
+    ) -> Result<Arc<KeyRecord>> {
+        let key = self.resolve_for_in(call, action, key_ref, context)?;
         check_usage(&key, usage)?;
         Ok(key)
     }

@@ -416,11 +416,11 @@ impl Kms {
             let access = &version.access;
             call.touched_lent(&access.arn);
             call.used_key_lent(&access.key_id);
-            self.authorize(call, call.action, &access.arn, Some(access))?;
+            self.authorize(call, call.action, &access.arn, Some(access), None)?;
             check_usage(&version.key, usage)?;
             return op(&*version.handle);
         }
-        let key = self.usable(call, call.action, &version.key.key_id, usage)?;
+        let key = self.usable(call, call.action, &version.key.key_id, usage, None)?;
         op(&*self.handle(&key, &version.version_id)?)
     }
 
