@@ -23,6 +23,14 @@ use softhsm_tests::{SOFTHSM_MODULE, SoftHsm};
 use support::*;
 
 const DAY: Duration = Duration::from_secs(86_400);
+
+/// The tests of this file run one at a time: they share SoftHSM2's library in this process, and
+/// a hardware engine that reconnects finalizes it under the other's feet.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// Every object of the token, as `pkcs11-tool -O` on SoftHSM2's module lists it after a login.
@@ -295,6 +303,7 @@ fn hardware_keys_live_only_in_the_hsm() {
     if !require("hardware_keys_live_only_in_the_hsm", &["pkcs11-tool"]) {
         return;
     }
+    let _serial = one_at_a_time();
     let hsm = SoftHsm::shared();
     let suite = Suite::new(hsm);
     let kms = &suite.kms;
@@ -541,4 +550,49 @@ fn hardware_keys_live_only_in_the_hsm() {
         &digest,
         &signed.value.0
     ));
+}
+
+/// A version whose objects were destroyed in the HSM behind Tessera's back fails on its own: an
+/// internal failure for that key (not "HSM unavailable, retry", which a caller would retry
+/// forever), while the other keys of the instance keep working on the same connection.
+#[test]
+fn a_version_destroyed_behind_the_kms_fails_alone() {
+    if !require("a_version_destroyed_behind_the_kms_fails_alone", &["pkcs11-tool"]) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let hsm = SoftHsm::shared();
+    let suite = Suite::new(hsm);
+    let kms = &suite.kms;
+    let hw = suite.hardware().to_owned();
+    let encrypt = |key_id: &str| {
+        kms.encrypt(&EncryptRequest {
+            key_id: key_id.to_owned(),
+            plaintext: b"still here".as_slice().into(),
+            encryption_context: Default::default(),
+        })
+    };
+    let gone = create_key(kms, &hw, KeySpec::Aes256, None).expect("CreateKey");
+    let kept = create_key(kms, &hw, KeySpec::Aes256, None).expect("CreateKey");
+    encrypt(&gone.key_id).expect("Encrypt before");
+    encrypt(&kept.key_id).expect("Encrypt before");
+
+    let id = object_id(&gone.key_id, gone.primary_key_version.as_deref().expect("a version"));
+    let out = hsm.pkcs11_tool(&["--delete-object", "--type", "secrkey", "--id", &hex(id.as_bytes())]);
+    assert!(
+        out.status.success(),
+        "pkcs11-tool --delete-object: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        with_id(&token_objects(hsm), &id).is_empty(),
+        "the object is gone from the token"
+    );
+
+    // Twice: once with the handle cached before the deletion, once found afresh.
+    for attempt in ["with the cached handle", "afresh"] {
+        let e = encrypt(&gone.key_id).expect_err("a version without its object");
+        assert_eq!(e.code(), "InternalFailure", "{attempt}: {e}");
+    }
+    encrypt(&kept.key_id).expect("another key of the instance works on");
 }

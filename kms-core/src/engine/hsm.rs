@@ -174,6 +174,21 @@ fn is_connection_error(e: &P11Error) -> bool {
                 | RvError::KeyHandleInvalid,
             _
         )
+    ) && !is_objects_gone(e)
+}
+
+/// What a version whose objects are gone (destroyed behind the KMS's back) answers: a search
+/// that found nothing, which no connection reset can mend.
+fn objects_gone() -> P11Error {
+    P11Error::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::FindObjects)
+}
+
+/// Whether an error is [`objects_gone`] (a module answers CKR_KEY_HANDLE_INVALID to an
+/// operation, never to C_FindObjects).
+fn is_objects_gone(e: &P11Error) -> bool {
+    matches!(
+        e,
+        P11Error::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::FindObjects)
     )
 }
 
@@ -659,10 +674,7 @@ impl HsmKey {
             (find(ObjectClass::PRIVATE_KEY)?, find(ObjectClass::PUBLIC_KEY)?)
         };
         // A version whose objects are gone (destroyed behind the KMS's back) cannot work.
-        let key = key.ok_or(P11Error::Pkcs11(
-            RvError::KeyHandleInvalid,
-            cryptoki::context::Function::FindObjects,
-        ))?;
+        let key = key.ok_or_else(objects_gone)?;
         let found = Objects {
             generation: conn.generation,
             key,
@@ -673,10 +685,7 @@ impl HsmKey {
     }
 
     fn public_object(objects: &Objects) -> Result<ObjectHandle, P11Error> {
-        objects.public.ok_or(P11Error::Pkcs11(
-            RvError::KeyHandleInvalid,
-            cryptoki::context::Function::FindObjects,
-        ))
+        objects.public.ok_or_else(objects_gone)
     }
 
     /// The raw `r || s` of a DER ECDSA signature, if it is one for this curve.
