@@ -70,13 +70,7 @@ impl Kms {
         }
         let description = req.description.clone().unwrap_or_default();
         validate::description(&description)?;
-        let policy = match req.policy.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-            Some(text) => {
-                crate::policy::PolicyDocument::parse_key_policy(text)?;
-                Some(text.to_owned())
-            }
-            None => None,
-        };
+        let policy = super::policies::key_policy_text(req.policy.as_deref())?.map(str::to_owned);
         let auto_rotation = req.enable_automatic_rotation.unwrap_or(false);
         if auto_rotation && !spec.is_symmetric() {
             return Err(KmsError::UnsupportedOperation(

@@ -534,20 +534,12 @@ impl Kms {
 
     /// The ARN of a key.
     fn key_arn(&self, key_id: &str) -> String {
-        format!(
-            "acs:kms:{}:{}:key/{key_id}",
-            self.store.region(),
-            self.store.account_id()
-        )
+        self.kms_arn(&format!("key/{key_id}"))
     }
 
-    /// The ARN of an alias.
+    /// The ARN of an alias (`alias/…`).
     fn alias_arn(&self, alias_name: &str) -> String {
-        format!(
-            "acs:kms:{}:{}:{alias_name}",
-            self.store.region(),
-            self.store.account_id()
-        )
+        self.kms_arn(alias_name)
     }
 }
 

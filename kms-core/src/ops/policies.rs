@@ -14,17 +14,26 @@ use crate::policy::{self, PolicyDocument};
 use crate::store::{self, AuditFilter, PolicyRecord};
 use crate::validate;
 
+/// A key policy as given (CreateKey's `Policy`, SetKeyPolicy's): blank is none, anything else
+/// must parse as a key policy and is kept as written.
+pub(super) fn key_policy_text(given: Option<&str>) -> Result<Option<&str>> {
+    match given.map(str::trim).filter(|p| !p.is_empty()) {
+        Some(text) => {
+            PolicyDocument::parse_key_policy(text)?;
+            Ok(Some(text))
+        }
+        None => Ok(None),
+    }
+}
+
 impl Kms {
     /// SetKeyPolicy.
     pub(super) fn set_key_policy_as(&self, call: &Call<'_>, req: &SetKeyPolicyRequest) -> Result<Empty> {
-        let text = req.policy.trim();
-        if !text.is_empty() {
-            PolicyDocument::parse_key_policy(text)?;
-        }
+        let text = key_policy_text(Some(&req.policy))?;
         self.sync()?;
         let key = self.resolve_for(call, call.action, &req.key_id)?;
         self.write(|tx| {
-            if !store::set_key_policy(tx, &key.key_id, (!text.is_empty()).then_some(text))? {
+            if !store::set_key_policy(tx, &key.key_id, text)? {
                 return Err(KmsError::KeyNotFound(key.key_id.clone()));
             }
             Ok(())

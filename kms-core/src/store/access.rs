@@ -155,40 +155,53 @@ pub struct AuditFilter {
 
 /// A page of audit records, newest first, and the total that match.
 pub fn query_audit(conn: &Connection, f: &AuditFilter, offset: u64, limit: u32) -> Result<(Vec<AuditRecord>, u64)> {
-    const WHERE: &str = "WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR principal = ?2) \
-         AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR time_ms >= ?4) AND (?5 IS NULL OR time_ms < ?5)";
-    let args = params![f.key_id, f.principal, f.action, f.start_ms, f.end_ms];
-    let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM audit {WHERE}"), args, |r| r.get(0))?;
+    // Only the filters given go into the statement, so that SQLite can use the index of the
+    // one that selects (`?n IS NULL OR …` would make it scan the whole trail).
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    let given = [
+        ("key_id = ?", f.key_id.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+        ("principal = ?", f.principal.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+        ("action = ?", f.action.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+        ("time_ms >= ?", f.start_ms.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+        ("time_ms < ?", f.end_ms.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+    ];
+    for (clause, value) in given {
+        if let Some(value) = value {
+            clauses.push(clause);
+            args.push(value);
+        }
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM audit {filter}"))?
+        .query_row(args.as_slice(), |r| r.get(0))?;
+    let page_offset = sql_offset(offset);
+    args.push(&limit);
+    args.push(&page_offset);
     let rows = conn
         .prepare_cached(&format!(
             "SELECT event_id, time_ms, principal, source_ip, action, resource, key_id, result, error_code, \
-             event_count FROM audit {WHERE} ORDER BY time_ms DESC, event_id DESC LIMIT ?6 OFFSET ?7"
+             event_count FROM audit {filter} ORDER BY time_ms DESC, event_id DESC LIMIT ? OFFSET ?"
         ))?
-        .query_map(
-            params![
-                f.key_id,
-                f.principal,
-                f.action,
-                f.start_ms,
-                f.end_ms,
-                limit,
-                sql_offset(offset)
-            ],
-            |row| {
-                Ok(AuditRecord {
-                    event_id: row.get(0)?,
-                    time_ms: row.get(1)?,
-                    principal: row.get(2)?,
-                    source_ip: row.get(3)?,
-                    action: row.get(4)?,
-                    resource: row.get(5)?,
-                    key_id: row.get(6)?,
-                    result: row.get(7)?,
-                    error_code: row.get(8)?,
-                    count: count(row.get(9)?),
-                })
-            },
-        )?
+        .query_map(args.as_slice(), |row| {
+            Ok(AuditRecord {
+                event_id: row.get(0)?,
+                time_ms: row.get(1)?,
+                principal: row.get(2)?,
+                source_ip: row.get(3)?,
+                action: row.get(4)?,
+                resource: row.get(5)?,
+                key_id: row.get(6)?,
+                result: row.get(7)?,
+                error_code: row.get(8)?,
+                count: count(row.get(9)?),
+            })
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((rows, count(total)))
 }
