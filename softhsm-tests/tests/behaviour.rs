@@ -235,16 +235,6 @@ fn common_oaep_algorithms(spec: KeySpec) -> Vec<AsymmetricAlgorithm> {
         .collect()
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else {
-        "(a panic without a message)".to_owned()
-    }
-}
-
 /// Runs `behaviour` against the software instance, then the hardware instance, of a fresh store
 /// (each half runs even when the other fails); fails naming the engines that failed, then if
 /// the two answered any misuse differently.

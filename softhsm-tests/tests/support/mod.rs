@@ -5,11 +5,9 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::fmt::Debug;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kms_core::api::*;
 use kms_core::clock::{Clock, ManualClock};
@@ -17,6 +15,11 @@ use kms_core::model::*;
 use kms_core::{Kms, KmsOptions};
 use sha2::{Digest, Sha256};
 use softhsm_tests::{SoftHsm, Stores};
+
+#[path = "../../../pkcs11-module/tests/common/tools.rs"]
+mod tools;
+#[allow(unused_imports)]
+pub use tools::*;
 
 // ---------------------------------------------------------------- the store
 
@@ -292,19 +295,6 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 // ---------------------------------------------------------------- tools
 
-/// True when `CI=true`: then missing tools are failures, not skips.
-pub fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// True if `program` is on PATH (or is an existing path).
-pub fn on_path(program: &str) -> bool {
-    if program.contains('/') {
-        return Path::new(program).exists();
-    }
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
 /// True if SoftHSM2 and every tool of `needed` is there; else prints SKIPPED (or fails under
 /// `CI=true`) and returns false.
 pub fn require(test: &str, needed: &[&str]) -> bool {
@@ -326,200 +316,8 @@ pub fn require(test: &str, needed: &[&str]) -> bool {
 /// The longest one tool invocation may take.
 pub const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a finished (or timed-out) tool invocation left behind.
-#[derive(Debug)]
-pub struct ToolOutput {
-    pub command: String,
-    /// None when it was killed after the timeout.
-    pub status: Option<ExitStatus>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl ToolOutput {
-    pub fn success(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    pub fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-
-    /// The command, how it ended and what it printed, for messages.
-    pub fn describe(&self) -> String {
-        let ended = match self.status {
-            Some(status) => status.to_string(),
-            None => format!("killed after {}s", TOOL_TIMEOUT.as_secs()),
-        };
-        format!(
-            "$ {}\n{ended}\n--- stdout\n{}\n--- stderr\n{}",
-            self.command,
-            self.stdout.trim_end(),
-            self.stderr.trim_end()
-        )
-    }
-}
-
 /// Runs `cmd` with stdin closed and collects its output; kills it (this child only) after
 /// [`TOOL_TIMEOUT`].
-pub fn run(mut cmd: Command) -> ToolOutput {
-    let mut line = cmd.get_program().to_string_lossy().into_owned();
-    for arg in cmd.get_args() {
-        line.push(' ');
-        line.push_str(&arg.to_string_lossy());
-    }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `{line}`: {e}"));
-    let mut out_pipe = child.stdout.take().expect("a piped stdout");
-    let mut err_pipe = child.stderr.take().expect("a piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    let status = loop {
-        match child.try_wait().expect("poll a child process") {
-            Some(status) => break Some(status),
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            None => std::thread::sleep(Duration::from_millis(5)),
-        }
-    };
-    ToolOutput {
-        command: line,
-        status,
-        stdout: String::from_utf8_lossy(&out_reader.join().expect("the stdout reader")).into_owned(),
-        stderr: String::from_utf8_lossy(&err_reader.join().expect("the stderr reader")).into_owned(),
-    }
-}
-
-/// target/<profile>/ (the test binary runs from target/<profile>/deps/).
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/")
-        .to_path_buf()
-}
-
-/// The Tessera PKCS#11 module: `TESSERA_PKCS11_MODULE` if set, else the newer of
-/// target/<profile>/deps/libtessera_pkcs11.so (built with this test, `pkcs11-module` being a
-/// dev-dependency) and target/<profile>/libtessera_pkcs11.so (copied there by `cargo build`).
-pub fn tessera_module() -> PathBuf {
-    if let Some(path) = std::env::var_os("TESSERA_PKCS11_MODULE") {
-        return PathBuf::from(path);
-    }
-    let profile = profile_dir();
-    let candidates = [
-        profile.join("deps").join("libtessera_pkcs11.so"),
-        profile.join("libtessera_pkcs11.so"),
-    ];
-    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    candidates
-        .iter()
-        .filter(|p| p.exists())
-        .max_by_key(|p| modified(p))
-        .unwrap_or(&candidates[0])
-        .clone()
-}
-
-// ---------------------------------------------------------------- pkcs11-tool -O
-
-/// An object class as `pkcs11-tool -O` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ObjClass {
-    PrivateKey,
-    PublicKey,
-    SecretKey,
-    Certificate,
-    Other,
-}
-
-/// One object of `pkcs11-tool -O`: its heading and its `name: value` lines.
-#[derive(Clone, Debug)]
-pub struct P11Object {
-    pub class: ObjClass,
-    /// e.g. "Private Key Object; EC", "Secret Key Object; AES length 32".
-    pub heading: String,
-    pub label: Option<String>,
-    /// CKA_ID in lower-case hex.
-    pub id: Option<String>,
-    pub fields: Vec<(String, String)>,
-}
-
-impl P11Object {
-    /// The value of the line `name` ("Usage", "Access"…).
-    pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    /// The comma-separated items of the line `name` ("sensitive", "never extractable"…).
-    pub fn items(&self, name: &str) -> Vec<String> {
-        self.field(name)
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// Parses the output of `pkcs11-tool -O`.
-pub fn parse_objects(text: &str) -> Vec<P11Object> {
-    let mut objects: Vec<P11Object> = Vec::new();
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        if !line.starts_with(char::is_whitespace) {
-            let class = if line.starts_with("Private Key Object") {
-                ObjClass::PrivateKey
-            } else if line.starts_with("Public Key Object") {
-                ObjClass::PublicKey
-            } else if line.starts_with("Secret Key Object") {
-                ObjClass::SecretKey
-            } else if line.starts_with("Certificate Object") {
-                ObjClass::Certificate
-            } else if line.contains("Object") {
-                ObjClass::Other
-            } else {
-                continue;
-            };
-            objects.push(P11Object {
-                class,
-                heading: line.trim().to_owned(),
-                label: None,
-                id: None,
-                fields: Vec::new(),
-            });
-            continue;
-        }
-        let Some(current) = objects.last_mut() else { continue };
-        let Some((name, value)) = line.trim().split_once(':') else {
-            continue;
-        };
-        let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
-        match name.as_str() {
-            "label" => current.label = Some(value.clone()),
-            "ID" => current.id = Some(value.to_ascii_lowercase()),
-            _ => {}
-        }
-        current.fields.push((name, value));
-    }
-    objects
+pub fn run(cmd: Command) -> ToolOutput {
+    run_with_timeout(cmd, TOOL_TIMEOUT)
 }
