@@ -17,6 +17,7 @@
 //! `TESSERA_MODULE_TEST_KEEP=1` keeps a failed test's store, configuration and debug log.
 #![allow(unsafe_code)]
 
+mod common;
 #[path = "module_support/harness.rs"]
 mod harness;
 #[path = "module_support/p11.rs"]
@@ -1728,7 +1729,7 @@ fn change_key_elsewhere(fx: &Fixture, action: &str, key_id: &str) {
 /// target/<profile>/tessera, if it is newer than every source file of kms-core and kms-cli (a
 /// stale build may not even read the store this test's kms-core writes).
 fn fresh_tessera_binary() -> Option<std::path::PathBuf> {
-    let binary = p11::profile_dir().join("tessera");
+    let binary = common::profile_dir().join("tessera");
     let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok()?;
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
     let newest_source = ["kms-core", "kms-cli"]

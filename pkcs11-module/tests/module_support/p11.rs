@@ -44,31 +44,10 @@ pub struct Library {
     pub f: &'static CK_FUNCTION_LIST_3_0,
 }
 
-/// target/<profile>/ (the test binary runs from target/<profile>/deps/).
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let deps = exe.parent().expect("the test binary's directory");
-    deps.parent().expect("target/<profile>/").to_path_buf()
-}
-
-/// The module to test: `TESSERA_PKCS11_MODULE` if set, else the newer of the cdylib cargo built
-/// with this test (deps/) and the copy in target/<profile>/.
+/// The module to test (see `common::tessera_module`: `TESSERA_PKCS11_MODULE`, else the newer
+/// of the cdylib cargo built with this test and the copy in target/<profile>/).
 pub fn module_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("TESSERA_PKCS11_MODULE") {
-        return PathBuf::from(path);
-    }
-    let profile = profile_dir();
-    let candidates = [
-        profile.join("deps").join("libtessera_pkcs11.so"),
-        profile.join("libtessera_pkcs11.so"),
-    ];
-    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    candidates
-        .iter()
-        .filter(|p| p.exists())
-        .max_by_key(|p| modified(p))
-        .unwrap_or(&candidates[0])
-        .clone()
+    crate::common::tessera_module()
 }
 
 fn symbol(handle: *mut c_void, name: &CStr) -> *mut c_void {
