@@ -8,7 +8,10 @@
 //! `C_SignInit` + `C_Sign` (cryptoki asks for the length first, then signs), `C_EncryptInit` +
 //! `C_Encrypt`, `C_FindObjectsInit` + `C_FindObjects` + `C_FindObjectsFinal`. kms-core's rows call
 //! `Kms::asymmetric_sign`, `Kms::encrypt` (which also builds its ciphertext blob) and, for the
-//! find rows, `Kms::describe_key` on `alias/<label>` (the API's lookup by name).
+//! find rows, `Kms::describe_key` on `alias/<label>` (the API's lookup by name). A fourth backend,
+//! `crates`, does each signing and encryption row's cryptography with the crates alone (p256, rsa,
+//! aes-gcm; no KMS, no PKCS#11): the reference for what this machine gives, and above all for
+//! how far two threads can scale that work here.
 //!
 //! Each worker thread has its own session (its own `Kms` call for kms-core) and runs its operation
 //! in a loop for a fixed time; a cell's ops/s is the total over its threads. All cells of a row
@@ -26,7 +29,7 @@
 //! - `TESSERA_BENCH_SOFTHSM_FIND_MAX` (default 1000): the largest count also made on SoftHSM2
 //!   (about 6 s per 1,000 keys, and each find then takes about 18 ms per 1,000 keys);
 //! - `TESSERA_BENCH_SOFTHSM` (default `/usr/lib/softhsm/libsofthsm2.so`; empty skips SoftHSM2);
-//! - `TESSERA_BENCH_BACKENDS` (default `tessera,kms-core,softhsm`): the backends timed (one
+//! - `TESSERA_BENCH_BACKENDS` (default `tessera,kms-core,softhsm,crates`): the backends timed (one
 //!   alone is handy under a profiler);
 //! - `TESSERA_PKCS11_MODULE`: the module to test instead of `target/<profile>/libtessera_pkcs11.so`.
 
@@ -81,16 +84,19 @@ enum Backend {
     Tessera,
     KmsCore,
     SoftHsm,
+    /// The row's cryptography by the crates alone (no KMS, no PKCS#11): what this machine gives.
+    Crates,
 }
 
 impl Backend {
-    const ALL: [Backend; 3] = [Backend::Tessera, Backend::KmsCore, Backend::SoftHsm];
+    const ALL: [Backend; 4] = [Backend::Tessera, Backend::KmsCore, Backend::SoftHsm, Backend::Crates];
 
     fn name(self) -> &'static str {
         match self {
             Backend::Tessera => "tessera",
             Backend::KmsCore => "kms-core",
             Backend::SoftHsm => "softhsm",
+            Backend::Crates => "crates",
         }
     }
 }
@@ -521,6 +527,77 @@ fn kms_workers<'a>(
     Ok(workers)
 }
 
+// ------------------------------------------------------------------ the crates alone
+
+/// The row's cryptography by the crates Tessera's software engine uses (p256, rsa, aes-gcm),
+/// with no KMS and no PKCS#11 around it, on keys of its own: the reference for what this machine
+/// gives. Its 2-thread scaling is the ceiling for the other backends' on the same row (on a VM,
+/// two busy vCPUs often give less than twice one). Each call allocates its output, as the
+/// others' callers do. Find has no crate-only equivalent.
+fn crate_workers(op: Op, inputs: &Inputs, count: usize) -> Result<Vec<Worker<'static>>, String> {
+    use aes_gcm::aead::{AeadInOut, KeyInit};
+    use rsa::signature::hazmat::PrehashSigner;
+
+    let seed: [u8; 32] = Sha256::digest(b"tessera bench: the crates' own keys").into();
+    let one = |index: usize| -> Result<Worker<'static>, String> {
+        Ok(match op {
+            Op::SignEcdsa => {
+                let key = p256::ecdsa::SigningKey::from_slice(&seed).map_err(|e| format!("P-256 key: {e}"))?;
+                let digest = inputs.digest;
+                Box::new(move || {
+                    let sig: p256::ecdsa::Signature =
+                        key.sign_prehash(&digest).map_err(|e| format!("ECDSA sign: {e}"))?;
+                    std::hint::black_box(sig.to_vec());
+                    Ok(())
+                })
+            }
+            Op::SignRsa => {
+                let key = RSA_KEY.get_or_init(|| {
+                    rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).map_err(|e| format!("RSA-2048 key: {e}"))
+                });
+                let key = key.clone()?;
+                let data = inputs.digest_info.clone();
+                Box::new(move || {
+                    let sig = key
+                        .sign(rsa::Pkcs1v15Sign::new_unprefixed(), &data)
+                        .map_err(|e| format!("RSA sign: {e}"))?;
+                    if sig.len() == 256 {
+                        Ok(())
+                    } else {
+                        Err(format!("an RSA-2048 signature of {} bytes", sig.len()))
+                    }
+                })
+            }
+            Op::AesGcm => {
+                let cipher = aes_gcm::Aes256Gcm::new_from_slice(&seed).map_err(|e| format!("AES key: {e}"))?;
+                let msg = Arc::clone(&inputs.msg);
+                let mut counter = 0u64;
+                Box::new(move || {
+                    counter += 1;
+                    let iv = gcm_iv(index, counter);
+                    let mut out = Vec::with_capacity(MSG_LEN + TAG_LEN);
+                    out.extend_from_slice(&msg);
+                    let tag = cipher
+                        .encrypt_inout_detached(&iv.into(), &[], out.as_mut_slice().into())
+                        .map_err(|e| format!("AES-GCM encrypt: {e}"))?;
+                    out.extend_from_slice(&tag);
+                    std::hint::black_box(out);
+                    Ok(())
+                })
+            }
+            Op::Find(_) => return Err("no crate-only equivalent".into()),
+        })
+    };
+    let mut workers = (0..count).map(one).collect::<Result<Vec<_>, _>>()?;
+    if let Some(first) = workers.first_mut() {
+        first()?;
+    }
+    Ok(workers)
+}
+
+/// The crates' RSA key, made once per run (a second or so).
+static RSA_KEY: std::sync::OnceLock<Result<rsa::PrivateKey, String>> = std::sync::OnceLock::new();
+
 /// Brings the store to `total` find keys (`find-target` and fillers), two writers at a time.
 fn grow_kms_find_keys(kms: &Kms, have: usize, total: usize) -> Result<(), String> {
     if have >= total {
@@ -802,14 +879,23 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| row | threads | tessera ops/s | kms-core ops/s | softhsm ops/s | tessera/kms-core | tessera/softhsm | scaling vs {one} thread: tessera · kms-core · softhsm | waiting for a CPU: tessera · kms-core · softhsm |"
+        "| row | threads | tessera ops/s | kms-core ops/s | softhsm ops/s | crates ops/s | tessera/kms-core | tessera/softhsm | tessera/crates | scaling vs {one} thread: tessera · kms-core · softhsm · crates | waiting for a CPU: tessera · kms-core · softhsm · crates |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
     let mut errors = Vec::new();
     for row in rows {
         for &t in thread_counts {
             let get = |b: Backend| row.cells.get(&(b, t));
-            let (tess, kms, hsm) = (get(Backend::Tessera), get(Backend::KmsCore), get(Backend::SoftHsm));
+            let (tess, kms, hsm, crates) = (
+                get(Backend::Tessera),
+                get(Backend::KmsCore),
+                get(Backend::SoftHsm),
+                get(Backend::Crates),
+            );
+            let vs_crates = match (ok(tess), ok(crates)) {
+                (Some(a), Some(b)) => format!("{:.1}%", a / b * 100.0),
+                _ => "-".into(),
+            };
             let vs_kms = match (ok(tess), ok(kms)) {
                 (Some(a), Some(b)) => format!("{:.1}%{}", a / b * 100.0, if a / b < 0.9 { " ✗" } else { "" }),
                 _ => "-".into(),
@@ -851,11 +937,12 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
                 .join(" · ");
             let _ = writeln!(
                 out,
-                "| {} | {t} | {} | {} | {} | {vs_kms} | {vs_hsm} | {scaling} | {waiting} |",
+                "| {} | {t} | {} | {} | {} | {} | {vs_kms} | {vs_hsm} | {vs_crates} | {scaling} | {waiting} |",
                 row.op.name(),
                 fmt_ops(tess),
                 fmt_ops(kms),
                 fmt_ops(hsm),
+                fmt_ops(crates),
             );
             for b in Backend::ALL {
                 if let Some(Err(e)) = row.cells.get(&(b, t)) {
@@ -872,6 +959,11 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
         out,
         "kms-core rows: AsymmetricSign on a 32-byte digest; Encrypt of 4 KiB (which also builds its ciphertext \
          blob: header, version id, IV); DescribeKey(alias/{FIND_TARGET}) for the find rows."
+    );
+    let _ = writeln!(
+        out,
+        "crates: the same cryptography by p256, rsa and aes-gcm alone (no KMS, no PKCS#11, keys of their \
+         own); their scaling is what two threads of this machine give that work, the ceiling for the others'."
     );
     let _ = writeln!(
         out,
@@ -1078,6 +1170,7 @@ fn run_child(dir: &Path) -> Result<(), String> {
             (Backend::Tessera, p11_workers(&tessera, op, &inputs, max_threads)),
             (Backend::KmsCore, kms_workers(&kms, &kms_keys, op, max_threads)),
             (Backend::SoftHsm, p11_workers(&softhsm, op, &inputs, max_threads)),
+            (Backend::Crates, crate_workers(op, &inputs, max_threads)),
         ];
         for (backend, cell) in &mut workers {
             if !timed.contains(&backend.name()) {

@@ -200,6 +200,67 @@ fn identical_calls_in_one_millisecond_are_one_event_with_a_count() {
     );
 }
 
+/// Every stored event of one action, oldest first (all pages).
+fn whole_trail(kms: &Kms, action: &str) -> Vec<crate::api::AuditEvent> {
+    let mut events = Vec::new();
+    for page in 1.. {
+        let got = kms
+            .lookup_events(&LookupEventsRequest {
+                action: Some(action.into()),
+                page_number: Some(page),
+                page_size: Some(100),
+                ..Default::default()
+            })
+            .expect("LookupEvents");
+        let done = got.events.event.is_empty();
+        events.extend(got.events.event);
+        if done || events.len() as u64 >= got.total_count {
+            break;
+        }
+    }
+    events.sort_by_key(|e| e.event_id);
+    events
+}
+
+#[test]
+fn calls_of_many_threads_are_all_in_the_trail_each_threads_in_its_order() {
+    // More threads than the queue has lanes (4 to 2 x CPUs), so that threads share lanes too;
+    // the clock stands still, so every call is in the same millisecond.
+    const THREADS: usize = 12;
+    const ROUNDS: usize = 150;
+    let (_dir, kms, _clock) = open();
+    let keys: Vec<(String, String)> = (0..THREADS).map(|_| (new_key(&kms), new_key(&kms))).collect();
+    std::thread::scope(|s| {
+        for (a, b) in &keys {
+            let kms = &kms;
+            s.spawn(move || {
+                for _ in 0..ROUNDS {
+                    encrypt_with(kms, a).expect("encrypt A");
+                    encrypt_with(kms, b).expect("encrypt B");
+                }
+            });
+        }
+    });
+    // Each key's last use is known at once (before any flush), whichever lane its calls went through.
+    for (a, _) in &keys {
+        let described = kms.describe_key(&KeyIdRequest { key_id: a.clone() }).expect("describe");
+        assert!(described.key_metadata.last_used_time.is_some(), "{described:?}");
+    }
+    let trail = whole_trail(&kms, "Encrypt");
+    let calls: u64 = trail.iter().map(|e| e.count).sum();
+    assert_eq!(calls, (THREADS * ROUNDS * 2) as u64, "every call is in the trail");
+    for (a, b) in &keys {
+        // A thread's calls alternate between its two keys, so none of them merge, and their
+        // order is kept whatever the other threads did meanwhile.
+        let mine: Vec<(&str, u64)> = trail
+            .iter()
+            .filter_map(|e| e.key_id.as_deref().filter(|k| *k == a || *k == b).map(|k| (k, e.count)))
+            .collect();
+        let expected: Vec<(&str, u64)> = (0..ROUNDS).flat_map(|_| [(a.as_str(), 1), (b.as_str(), 1)]).collect();
+        assert_eq!(mine, expected);
+    }
+}
+
 #[test]
 fn audit_batches_keep_the_metadata_cache_and_metadata_writes_drop_it() {
     let (dir, kms, _clock) = open();
