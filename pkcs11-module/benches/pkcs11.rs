@@ -422,10 +422,13 @@ fn p11_worker(session: Session, keys: P11Keys, op: Op, inputs: &Inputs, index: u
             })
         }
         Op::Find(_) => {
-            let template = [Attribute::Label(FIND_TARGET.as_bytes().to_vec())];
+            // Made on the worker's own thread at its first search, not next to another
+            // worker's on the thread that made the workers.
+            let mut template = None;
             Box::new(move || {
+                let template = template.get_or_insert_with(|| [Attribute::Label(FIND_TARGET.as_bytes().to_vec())]);
                 let found = session
-                    .find_objects(&template)
+                    .find_objects(template)
                     .map_err(|e| p11_err("C_FindObjects", e))?;
                 if found.len() == 1 {
                     Ok(())
@@ -697,11 +700,21 @@ struct SliceTotals {
     wall: Duration,
     /// Summed over the workers: ns they were runnable but had no CPU (other processes had it).
     cpu_wait_ns: u64,
+    /// Summed over the workers: ns they ran on a CPU.
+    cpu_run_ns: u64,
 }
 
-/// Runs a worker's operation until `deadline`: (operations, ns it was runnable but had no CPU).
-fn run_until(w: &mut Worker<'_>, deadline: Instant) -> Result<(u64, u64), String> {
-    let (_, wait0) = schedstat();
+/// What one worker did in a slice.
+struct WorkerSlice {
+    ops: u64,
+    run_ns: u64,
+    wait_ns: u64,
+}
+
+/// Runs a worker's operation until `deadline`: the operations, the ns its thread ran and the
+/// ns it was runnable but had no CPU.
+fn run_until(w: &mut Worker<'_>, deadline: Instant) -> Result<WorkerSlice, String> {
+    let (run0, wait0) = schedstat();
     // Reads the clock once per batch, the batch growing until it lasts ~20 µs, so that reading
     // it costs next to nothing even for sub-µs operations.
     let (mut n, mut batch, mut last) = (0u64, 1u64, Instant::now());
@@ -712,8 +725,12 @@ fn run_until(w: &mut Worker<'_>, deadline: Instant) -> Result<(u64, u64), String
         n += batch;
         let now = Instant::now();
         if now >= deadline {
-            let (_, wait1) = schedstat();
-            return Ok((n, wait1.saturating_sub(wait0)));
+            let (run1, wait1) = schedstat();
+            return Ok(WorkerSlice {
+                ops: n,
+                run_ns: run1.saturating_sub(run0),
+                wait_ns: wait1.saturating_sub(wait0),
+            });
         }
         if now - last < Duration::from_micros(20) && batch < 4096 {
             batch *= 2;
@@ -727,7 +744,7 @@ fn run_until(w: &mut Worker<'_>, deadline: Instant) -> Result<(u64, u64), String
 /// memory in another thread's allocator arena every slice, and the find rows measured that).
 struct WorkerThread {
     go: mpsc::Sender<Instant>,
-    done: mpsc::Receiver<Result<(u64, u64), String>>,
+    done: mpsc::Receiver<Result<WorkerSlice, String>>,
 }
 
 fn spawn_worker<'scope, 'w: 'scope>(
@@ -757,9 +774,10 @@ fn run_slice(threads: &[WorkerThread], slice: Duration) -> Result<SliceTotals, S
     let mut failure = None;
     for t in threads {
         match t.done.recv() {
-            Ok(Ok((ops, wait))) => {
-                totals.ops += ops;
-                totals.cpu_wait_ns += wait;
+            Ok(Ok(w)) => {
+                totals.ops += w.ops;
+                totals.cpu_wait_ns += w.wait_ns;
+                totals.cpu_run_ns += w.run_ns;
             }
             Ok(Err(e)) => failure = Some(e),
             Err(_) => failure = Some("a worker panicked".to_owned()),
@@ -769,9 +787,16 @@ fn run_slice(threads: &[WorkerThread], slice: Duration) -> Result<SliceTotals, S
     failure.map_or(Ok(totals), Err)
 }
 
-/// A row's measurements: ops/s per cell, and the share of the cell's thread-time its workers
-/// spent waiting for a CPU.
-type RowCells = (HashMap<(Backend, usize), CellResult>, HashMap<(Backend, usize), f64>);
+/// A row's measurements, per cell.
+struct RowCells {
+    /// ops/s.
+    results: HashMap<(Backend, usize), CellResult>,
+    /// The share of the cell's thread-time its workers spent waiting for a CPU.
+    waits: HashMap<(Backend, usize), f64>,
+    /// CPU time of the calling threads per operation, ns (the work a call costs, whether or not
+    /// the machine gave the threads a whole CPU each).
+    cpu_per_op: HashMap<(Backend, usize), f64>,
+}
 
 /// Times every (backend, thread count) cell of a row in alternating slices; each backend has
 /// `max(threads)` workers, of which a cell uses the first `threads`.
@@ -784,6 +809,7 @@ fn measure_row(
     let mut cells: Vec<(usize, usize)> = Vec::new(); // (index into workers, threads)
     let mut results: HashMap<(Backend, usize), CellResult> = HashMap::new();
     let mut waits: HashMap<(Backend, usize), f64> = HashMap::new();
+    let mut cpu_per_op: HashMap<(Backend, usize), f64> = HashMap::new();
     for (i, (backend, w)) in workers.iter().enumerate() {
         for &t in thread_counts {
             match w {
@@ -829,6 +855,7 @@ fn measure_row(
                         e.ops += r.ops;
                         e.wall += r.wall;
                         e.cpu_wait_ns += r.cpu_wait_ns;
+                        e.cpu_run_ns += r.cpu_run_ns;
                     }
                     Err(e) => {
                         failed.insert(i, e);
@@ -848,8 +875,15 @@ fn measure_row(
         results.insert((backend, t), result);
         let thread_ns = r.wall.as_nanos() as f64 * t as f64;
         waits.insert((backend, t), r.cpu_wait_ns as f64 / thread_ns.max(1.0));
+        if r.ops > 0 {
+            cpu_per_op.insert((backend, t), r.cpu_run_ns as f64 / r.ops as f64);
+        }
     }
-    (results, waits)
+    RowCells {
+        results,
+        waits,
+        cpu_per_op,
+    }
 }
 
 // ------------------------------------------------------------------ the table
@@ -859,6 +893,8 @@ struct RowResult {
     cells: HashMap<(Backend, usize), CellResult>,
     /// Share of the workers' time spent waiting for a CPU, per cell.
     waits: HashMap<(Backend, usize), f64>,
+    /// CPU ns per operation, per cell.
+    cpu_per_op: HashMap<(Backend, usize), f64>,
 }
 
 fn fmt_ops(r: Option<&CellResult>) -> String {
@@ -879,9 +915,9 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| row | threads | tessera ops/s | kms-core ops/s | softhsm ops/s | crates ops/s | tessera/kms-core | tessera/softhsm | tessera/crates | scaling vs {one} thread: tessera · kms-core · softhsm · crates | waiting for a CPU: tessera · kms-core · softhsm · crates |"
+        "| row | threads | tessera ops/s | kms-core ops/s | softhsm ops/s | crates ops/s | tessera/kms-core | tessera/softhsm | tessera/crates | scaling vs {one} thread: tessera · kms-core · softhsm · crates | CPU per op vs {one} thread: tessera · kms-core · softhsm · crates | waiting for a CPU: tessera · kms-core · softhsm · crates |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|");
     let mut errors = Vec::new();
     for row in rows {
         for &t in thread_counts {
@@ -927,6 +963,22 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
                     .collect::<Vec<_>>()
                     .join(" · ")
             };
+            let cpu_growth = if t == one {
+                String::new()
+            } else {
+                Backend::ALL
+                    .iter()
+                    .map(
+                        |&b| match (row.cpu_per_op.get(&(b, t)), row.cpu_per_op.get(&(b, one))) {
+                            (Some(n), Some(o)) if ok(row.cells.get(&(b, t))).is_some() => {
+                                format!("{:+.1}%", (n / o - 1.0) * 100.0)
+                            }
+                            _ => "-".into(),
+                        },
+                    )
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            };
             let waiting = Backend::ALL
                 .iter()
                 .map(|&b| match row.waits.get(&(b, t)) {
@@ -937,7 +989,7 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
                 .join(" · ");
             let _ = writeln!(
                 out,
-                "| {} | {t} | {} | {} | {} | {} | {vs_kms} | {vs_hsm} | {vs_crates} | {scaling} | {waiting} |",
+                "| {} | {t} | {} | {} | {} | {} | {vs_kms} | {vs_hsm} | {vs_crates} | {scaling} | {cpu_growth} | {waiting} |",
                 row.op.name(),
                 fmt_ops(tess),
                 fmt_ops(kms),
@@ -964,6 +1016,13 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
         out,
         "crates: the same cryptography by p256, rsa and aes-gcm alone (no KMS, no PKCS#11, keys of their \
          own); their scaling is what two threads of this machine give that work, the ceiling for the others'."
+    );
+    let _ = writeln!(
+        out,
+        "CPU per op: the calling threads' CPU time per operation (from /proc/thread-self/schedstat), against \
+         one thread: how much more each call costs when two run at once (shared cache lines, locks, the \
+         allocator) whether or not the machine gave each thread a whole CPU. Background threads (the audit \
+         writer) are not counted."
     );
     let _ = writeln!(
         out,
@@ -1177,7 +1236,11 @@ fn run_child(dir: &Path) -> Result<(), String> {
                 *cell = Err("skipped (TESSERA_BENCH_BACKENDS)".into());
             }
         }
-        let (cells, waits) = measure_row(&mut workers, &thread_counts, budget);
+        let RowCells {
+            results: cells,
+            waits,
+            cpu_per_op,
+        } = measure_row(&mut workers, &thread_counts, budget);
         drop(workers);
         let line: Vec<String> = thread_counts
             .iter()
@@ -1195,7 +1258,12 @@ fn run_child(dir: &Path) -> Result<(), String> {
             row_started.elapsed().as_secs_f64(),
             line.join(" | ")
         );
-        rows.push(RowResult { op, cells, waits });
+        rows.push(RowResult {
+            op,
+            cells,
+            waits,
+            cpu_per_op,
+        });
     }
     print_table(&rows, &thread_counts);
     println!(

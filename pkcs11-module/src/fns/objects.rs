@@ -14,7 +14,7 @@ use crate::objects::{
     Attr, EC_PARAMS_K256, EC_PARAMS_P256, EC_PARAMS_SM2, Kind, Object, ObjectView, SessionKey, TokenObject,
     split_label, version_label,
 };
-use crate::state::{self, Find, FindAsked, Module, Target};
+use crate::state::{self, Find, FindAsked, HandleList, Module, Target};
 
 /// An object resolved for reading: its view and where its key is.
 struct Resolved {
@@ -153,7 +153,7 @@ fn find_matches(
     view: &kms_core::TokenView,
     user: bool,
     template: &[AttributeRef<'_>],
-    handles: &mut Vec<CK_OBJECT_HANDLE>,
+    handles: &mut HandleList,
 ) -> Result<()> {
     let wanted_id = template.raw(CKA_ID);
     // Use the view's indexes for the two attributes clients search by; scan otherwise. A label
