@@ -19,9 +19,11 @@
 //! that drift in machine load falls on all alike. The Tessera cells fail soft: a row the module
 //! cannot do prints `tessera: <error>` and the run goes on.
 //!
-//! `cargo bench -p pkcs11-module --bench pkcs11 [-- ROW-FILTER…]`. The bench re-runs itself in a
-//! child process whose environment points `SOFTHSM2_CONF` and `TESSERA_PKCS11_CONFIG` at files in
-//! a temporary directory (the store and SoftHSM2's token live there too). Knobs:
+//! `cargo bench -p pkcs11-module --bench pkcs11 [-- ROW-FILTER…]`. The bench re-runs itself once
+//! per row, each row in a child process of its own whose environment points `SOFTHSM2_CONF` and
+//! `TESSERA_PKCS11_CONFIG` at files in a fresh temporary directory (the stores and SoftHSM2's
+//! token live there too), so that no row measures what the rows before it left in the process
+//! (threads, allocator state, caches); the parent prints the table. Knobs:
 //! - `TESSERA_BENCH_SECS` (default 1.5): seconds of timing per backend and thread count in a row;
 //! - `TESSERA_BENCH_THREADS` (default `1,2`);
 //! - `TESSERA_BENCH_FIND_KEYS` (default `1000,10000`; `0` skips the find rows): the key counts;
@@ -56,6 +58,8 @@ use sha2::{Digest, Sha256};
 
 /// Set in the child run: the temporary directory holding the store and the configuration files.
 const CHILD_ENV: &str = "TESSERA_BENCH_CHILD_DIR";
+/// Set in the child run: the one row it times.
+const ROW_ENV: &str = "TESSERA_BENCH_ROW";
 const SOFTHSM_DEFAULT: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 const SO_PIN: &str = "so-pin-8765";
@@ -1140,7 +1144,12 @@ fn run_child(dir: &Path) -> Result<(), String> {
     } else {
         timed_list.split(',').map(str::trim).collect()
     };
-    let wanted = |op: Op| filters.is_empty() || filters.iter().any(|f| op.name().contains(f.as_str()));
+    // The parent runs each row in a child of its own and names it here.
+    let only_row = std::env::var(ROW_ENV).ok();
+    let wanted = |op: Op| match &only_row {
+        Some(row) => op.name() == *row,
+        None => filters.is_empty() || filters.iter().any(|f| op.name().contains(f.as_str())),
+    };
     let max_threads = thread_counts.iter().copied().max().unwrap_or(1);
 
     let mut digest_info = SHA256_DIGEST_INFO.to_vec();
@@ -1265,13 +1274,19 @@ fn run_child(dir: &Path) -> Result<(), String> {
             cpu_per_op,
         });
     }
-    print_table(&rows, &thread_counts);
-    println!(
-        "total: {:.0} s; load average at the start {load_start}, at the end {} (other processes skew the \
-         2-thread numbers most)",
-        started.elapsed().as_secs_f64(),
-        load_average()
-    );
+    if only_row.is_some() {
+        for row in &rows {
+            emit_row(row);
+        }
+    } else {
+        print_table(&rows, &thread_counts);
+        println!(
+            "total: {:.0} s; load average at the start {load_start}, at the end {} (other processes skew the \
+             2-thread numbers most)",
+            started.elapsed().as_secs_f64(),
+            load_average()
+        );
+    }
 
     // Close the sessions, then finalize both modules.
     for p11 in [tessera, softhsm].into_iter().flatten() {
@@ -1282,8 +1297,15 @@ fn run_child(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Re-runs this bench with its environment pointing at a fresh temporary directory.
-fn run_parent() -> Result<ExitCode, String> {
+/// A fresh temporary directory for a child: SoftHSM2's token directory and both modules'
+/// configuration files (the stores live there too).
+struct ChildDir {
+    dir: tempfile::TempDir,
+    softhsm_conf: PathBuf,
+    tessera_conf: PathBuf,
+}
+
+fn child_dir() -> Result<ChildDir, String> {
     let dir = tempfile::Builder::new()
         .prefix("tessera-pkcs11-bench-")
         .tempdir()
@@ -1309,29 +1331,154 @@ fn run_parent() -> Result<ExitCode, String> {
         ),
     )
     .map_err(|e| format!("{}: {e}", tessera_conf.display()))?;
+    Ok(ChildDir {
+        dir,
+        softhsm_conf,
+        tessera_conf,
+    })
+}
 
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let status = Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(CHILD_ENV, dir.path())
-        .env("SOFTHSM2_CONF", &softhsm_conf)
-        .env("TESSERA_PKCS11_CONFIG", &tessera_conf)
-        .status()
-        .map_err(|e| format!("running the bench child: {e}"))?;
-    let log = dir.path().join("tessera-pkcs11.log");
-    if let Ok(text) = std::fs::read_to_string(&log)
-        && !text.trim().is_empty()
+/// The rows this run times, in order.
+fn planned_ops() -> Vec<Op> {
+    let filters = row_filter();
+    let mut ops = vec![Op::SignEcdsa, Op::SignRsa, Op::AesGcm];
+    ops.extend(
+        env_list("TESSERA_BENCH_FIND_KEYS", &[1000, 10_000])
+            .into_iter()
+            .map(Op::Find),
+    );
+    ops.into_iter()
+        .filter(|op| filters.is_empty() || filters.iter().any(|f| op.name().contains(f.as_str())))
+        .collect()
+}
+
+/// A child's cell line: `@cell <row> <backend> <threads> <ops/s or -> <wait share> <CPU ns per op> [error]`.
+const CELL_LINE: &str = "@cell";
+
+/// Prints a row's cells for the parent, one line each.
+fn emit_row(row: &RowResult) {
+    for ((backend, t), result) in &row.cells {
+        let wait = row.waits.get(&(*backend, *t)).copied().unwrap_or(f64::NAN);
+        let cpu = row.cpu_per_op.get(&(*backend, *t)).copied().unwrap_or(f64::NAN);
+        let (ops, error) = match result {
+            Ok(v) => (format!("{v}"), String::new()),
+            Err(e) => ("-".to_owned(), e.replace(['\t', '\n'], " ")),
+        };
+        println!(
+            "{CELL_LINE}\t{}\t{}\t{t}\t{ops}\t{wait}\t{cpu}\t{error}",
+            row.op.name(),
+            backend.name()
+        );
+    }
+}
+
+/// Reads one child cell line into `rows`.
+fn parse_cell(line: &str, ops: &[Op], rows: &mut Vec<RowResult>) -> Option<()> {
+    let mut f = line.split('\t').skip(1);
+    let (row, backend, t) = (f.next()?, f.next()?, f.next()?.parse::<usize>().ok()?);
+    let (value, wait, cpu, error) = (f.next()?, f.next()?, f.next()?, f.next().unwrap_or(""));
+    let op = *ops.iter().find(|op| op.name() == row)?;
+    let backend = *Backend::ALL.iter().find(|b| b.name() == backend)?;
+    let at = match rows.iter().position(|r| r.op == op) {
+        Some(at) => at,
+        None => {
+            rows.push(RowResult {
+                op,
+                cells: HashMap::new(),
+                waits: HashMap::new(),
+                cpu_per_op: HashMap::new(),
+            });
+            rows.len() - 1
+        }
+    };
+    let r = &mut rows[at];
+    let result = match value.parse::<f64>() {
+        Ok(v) => Ok(v),
+        Err(_) => Err(error.to_owned()),
+    };
+    r.cells.insert((backend, t), result);
+    if let Ok(w) = wait
+        .parse::<f64>()
+        .map_err(drop)
+        .and_then(|w| if w.is_nan() { Err(()) } else { Ok(w) })
     {
-        let lines: Vec<&str> = text.lines().collect();
-        println!("\nThe module's log (last 20 lines of {}):", lines.len());
-        for l in &lines[lines.len().saturating_sub(20)..] {
-            println!("  {l}");
+        r.waits.insert((backend, t), w);
+    }
+    if let Ok(c) = cpu
+        .parse::<f64>()
+        .map_err(drop)
+        .and_then(|c| if c.is_nan() { Err(()) } else { Ok(c) })
+    {
+        r.cpu_per_op.insert((backend, t), c);
+    }
+    Some(())
+}
+
+/// Runs each row in a child process of its own, on a fresh temporary directory, and prints the
+/// table of all of them. A row in the same process as the rows before it measured their leftovers
+/// too: find-by-label cost 6% more CPU per search on two threads than on one when run alone,
+/// 18% after the AES row (the allocator's state the earlier rows' threads left behind).
+fn run_parent() -> Result<ExitCode, String> {
+    let started = Instant::now();
+    let load_start = load_average();
+    let ops = planned_ops();
+    let thread_counts = env_list("TESSERA_BENCH_THREADS", &[1, 2]);
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut rows: Vec<RowResult> = Vec::new();
+    let mut failures = Vec::new();
+    for op in &ops {
+        let child = child_dir()?;
+        println!("— {} (a process of its own) —", op.name());
+        let mut process = Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .env(CHILD_ENV, child.dir.path())
+            .env(ROW_ENV, op.name())
+            .env("SOFTHSM2_CONF", &child.softhsm_conf)
+            .env("TESSERA_PKCS11_CONFIG", &child.tessera_conf)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("running the bench child: {e}"))?;
+        if let Some(out) = process.stdout.take() {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if line.starts_with(CELL_LINE) {
+                    if parse_cell(&line, &ops, &mut rows).is_none() {
+                        println!("(an unreadable cell line: {line})");
+                    }
+                } else {
+                    println!("{line}");
+                }
+            }
+        }
+        let status = process
+            .wait()
+            .map_err(|e| format!("waiting for the bench child: {e}"))?;
+        let log = child.dir.path().join("tessera-pkcs11.log");
+        if let Ok(text) = std::fs::read_to_string(&log)
+            && !text.trim().is_empty()
+        {
+            let lines: Vec<&str> = text.lines().collect();
+            println!("\nThe module's log (last 20 lines of {}):", lines.len());
+            for l in &lines[lines.len().saturating_sub(20)..] {
+                println!("  {l}");
+            }
+        }
+        if !status.success() {
+            failures.push(format!("{}: the bench child ended with {status}", op.name()));
         }
     }
-    match status.code() {
-        Some(0) => Ok(ExitCode::SUCCESS),
-        Some(c) => Err(format!("the bench child exited with {c}")),
-        None => Err(format!("the bench child was killed: {status}")),
+    rows.sort_by_key(|r| ops.iter().position(|op| *op == r.op));
+    print_table(&rows, &thread_counts);
+    println!(
+        "total: {:.0} s, each row in a process of its own; load average at the start {load_start}, at the \
+         end {} (other processes skew the 2-thread numbers most)",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
+    if failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(failures.join("; "))
     }
 }
 
