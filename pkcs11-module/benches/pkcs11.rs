@@ -11,7 +11,10 @@
 //! find rows, `Kms::describe_key` on `alias/<label>` (the API's lookup by name). A fourth backend,
 //! `crates`, does each signing and encryption row's cryptography with the crates alone (p256, rsa,
 //! aes-gcm; no KMS, no PKCS#11): the reference for what this machine gives, and above all for
-//! how far two threads can scale that work here.
+//! how far two threads can scale that work here. A fifth, `tessera-c`, times the find rows
+//! through the module's C functions called straight (template and handle array on the stack):
+//! cryptoki allocates three buffers a search, and glibc's allocator, not the module, is what
+//! grows most per search on two threads.
 //!
 //! Each worker thread has its own session (its own `Kms` call for kms-core) and runs its operation
 //! in a loop for a fixed time; a cell's ops/s is the total over its threads. All cells of a row
@@ -35,6 +38,10 @@
 //!   alone is handy under a profiler);
 //! - `TESSERA_PKCS11_MODULE`: the module to test instead of `target/<profile>/libtessera_pkcs11.so`.
 
+// The `tessera-c` cells call the module's C functions themselves (each unsafe block says why it
+// holds), as the module's own tests do.
+#![allow(unsafe_code)]
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -50,6 +57,7 @@ use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
+use cryptoki_sys::{CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_OBJECT_HANDLE, CK_RV, CK_ULONG, CKA_LABEL, CKR_OK};
 use kms_core::Kms;
 use kms_core::api::{AsymmetricSignRequest, Bytes, CreateKeyRequest, EncryptRequest, KeyIdRequest};
 use kms_core::blob::EncryptionContext;
@@ -90,10 +98,20 @@ enum Backend {
     SoftHsm,
     /// The row's cryptography by the crates alone (no KMS, no PKCS#11): what this machine gives.
     Crates,
+    /// Find rows only: Tessera's module through its C functions called straight, the template
+    /// and the handle array on the stack, so that the client allocates nothing: the module's own
+    /// scaling, apart from cryptoki's and the allocator's.
+    TesseraDirect,
 }
 
 impl Backend {
-    const ALL: [Backend; 4] = [Backend::Tessera, Backend::KmsCore, Backend::SoftHsm, Backend::Crates];
+    const ALL: [Backend; 5] = [
+        Backend::Tessera,
+        Backend::KmsCore,
+        Backend::SoftHsm,
+        Backend::Crates,
+        Backend::TesseraDirect,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -101,6 +119,7 @@ impl Backend {
             Backend::KmsCore => "kms-core",
             Backend::SoftHsm => "softhsm",
             Backend::Crates => "crates",
+            Backend::TesseraDirect => "tessera-c",
         }
     }
 }
@@ -592,10 +611,83 @@ fn crate_workers(op: Op, inputs: &Inputs, count: usize) -> Result<Vec<Worker<'st
                     Ok(())
                 })
             }
-            Op::Find(_) => return Err("no crate-only equivalent".into()),
+            Op::Find(_) => return Err(format!("{NOT_APPLICABLE}: no crate-only equivalent")),
         })
     };
     let mut workers = (0..count).map(one).collect::<Result<Vec<_>, _>>()?;
+    if let Some(first) = workers.first_mut() {
+        first()?;
+    }
+    Ok(workers)
+}
+
+// ------------------------------------------------------------------ the module's C functions
+
+/// The module's own function list, from the library cryptoki loaded (a second `dlopen` of the
+/// same file gives the same loaded module, initialised and logged in by cryptoki).
+fn function_list(module: &Path) -> Result<&'static CK_FUNCTION_LIST, String> {
+    // SAFETY: loading the module runs only its Rust initialisers; it is never unloaded (leaked).
+    let library = unsafe { libloading::Library::new(module) }.map_err(|e| format!("{}: {e}", module.display()))?;
+    let library: &'static libloading::Library = Box::leak(Box::new(library));
+    // SAFETY: C_GetFunctionList has this C signature (PKCS#11 v2.40, 5.2).
+    let get =
+        unsafe { library.get::<unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV>(b"C_GetFunctionList\0") }
+            .map_err(|e| format!("C_GetFunctionList: {e}"))?;
+    let mut list: *mut CK_FUNCTION_LIST = std::ptr::null_mut();
+    // SAFETY: `list` is a valid place for the pointer.
+    let rv = unsafe { get(&mut list) };
+    if rv != CKR_OK {
+        return Err(format!("C_GetFunctionList: {rv:#x}"));
+    }
+    // SAFETY: on CKR_OK the module points `list` at its static function list.
+    unsafe { list.as_ref() }.ok_or_else(|| "C_GetFunctionList gave no list".to_owned())
+}
+
+/// Find by label through the module's C functions, on sessions cryptoki opened (and keeps open).
+fn direct_find_workers(
+    p11: &Result<P11, String>,
+    module: &Path,
+    op: Op,
+    count: usize,
+) -> Result<Vec<Worker<'static>>, String> {
+    if !matches!(op, Op::Find(_)) {
+        return Err(format!("{NOT_APPLICABLE}: find rows only"));
+    }
+    let p11 = p11.as_ref().map_err(Clone::clone)?;
+    let list = function_list(module)?;
+    let (Some(init), Some(find), Some(finish)) = (list.C_FindObjectsInit, list.C_FindObjects, list.C_FindObjectsFinal)
+    else {
+        return Err("the module lacks the find functions".into());
+    };
+    let mut workers: Vec<Worker<'static>> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let session = p11.session()?;
+        workers.push(Box::new(move || {
+            let handle = session.handle();
+            let mut label: [u8; FIND_TARGET.len()] = *b"find-target";
+            let mut template = [CK_ATTRIBUTE {
+                type_: CKA_LABEL,
+                pValue: label.as_mut_ptr().cast(),
+                ulValueLen: label.len() as CK_ULONG,
+            }];
+            let mut found: [CK_OBJECT_HANDLE; 4] = [0; 4];
+            let mut n: CK_ULONG = 0;
+            // SAFETY: `handle` is a session cryptoki keeps open for this closure's life; the
+            // template, its value, the array and the count are valid for the lengths passed.
+            let rvs = unsafe {
+                [
+                    init(handle, template.as_mut_ptr(), 1),
+                    find(handle, found.as_mut_ptr(), found.len() as CK_ULONG, &mut n),
+                    finish(handle),
+                ]
+            };
+            match rvs.iter().find(|rv| **rv != CKR_OK) {
+                Some(rv) => Err(format!("a find function returned {rv:#x}")),
+                None if n == 1 => Ok(()),
+                None => Err(format!("{n} objects found")),
+            }
+        }));
+    }
     if let Some(first) = workers.first_mut() {
         first()?;
     }
@@ -901,9 +993,13 @@ struct RowResult {
     cpu_per_op: HashMap<(Backend, usize), f64>,
 }
 
+/// The start of a cell's error when the row has no such cell (not a failure).
+const NOT_APPLICABLE: &str = "n/a";
+
 fn fmt_ops(r: Option<&CellResult>) -> String {
     match r {
         Some(Ok(v)) => format!("{v:.0}"),
+        Some(Err(e)) if e.starts_with(NOT_APPLICABLE) => "n/a".into(),
         Some(Err(_)) => "err".into(),
         None => "-".into(),
     }
@@ -919,18 +1015,19 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| row | threads | tessera ops/s | kms-core ops/s | softhsm ops/s | crates ops/s | tessera/kms-core | tessera/softhsm | tessera/crates | scaling vs {one} thread: tessera · kms-core · softhsm · crates | CPU per op vs {one} thread: tessera · kms-core · softhsm · crates | waiting for a CPU: tessera · kms-core · softhsm · crates |"
+        "| row | threads | tessera ops/s | kms-core ops/s | softhsm ops/s | crates ops/s | tessera-c ops/s | tessera/kms-core | tessera/softhsm | tessera/crates | scaling vs {one} thread: tessera · kms-core · softhsm · crates · tessera-c | CPU per op vs {one} thread: tessera · kms-core · softhsm · crates · tessera-c | waiting for a CPU: tessera · kms-core · softhsm · crates · tessera-c |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|");
     let mut errors = Vec::new();
     for row in rows {
         for &t in thread_counts {
             let get = |b: Backend| row.cells.get(&(b, t));
-            let (tess, kms, hsm, crates) = (
+            let (tess, kms, hsm, crates, direct) = (
                 get(Backend::Tessera),
                 get(Backend::KmsCore),
                 get(Backend::SoftHsm),
                 get(Backend::Crates),
+                get(Backend::TesseraDirect),
             );
             let vs_crates = match (ok(tess), ok(crates)) {
                 (Some(a), Some(b)) => format!("{:.1}%", a / b * 100.0),
@@ -993,15 +1090,18 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
                 .join(" · ");
             let _ = writeln!(
                 out,
-                "| {} | {t} | {} | {} | {} | {} | {vs_kms} | {vs_hsm} | {vs_crates} | {scaling} | {cpu_growth} | {waiting} |",
+                "| {} | {t} | {} | {} | {} | {} | {} | {vs_kms} | {vs_hsm} | {vs_crates} | {scaling} | {cpu_growth} | {waiting} |",
                 row.op.name(),
                 fmt_ops(tess),
                 fmt_ops(kms),
                 fmt_ops(hsm),
                 fmt_ops(crates),
+                fmt_ops(direct),
             );
             for b in Backend::ALL {
-                if let Some(Err(e)) = row.cells.get(&(b, t)) {
+                if let Some(Err(e)) = row.cells.get(&(b, t))
+                    && !e.starts_with(NOT_APPLICABLE)
+                {
                     let line = format!("{}: {}: {e}", row.op.name(), b.name());
                     if !errors.contains(&line) {
                         errors.push(line);
@@ -1020,6 +1120,11 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
         out,
         "crates: the same cryptography by p256, rsa and aes-gcm alone (no KMS, no PKCS#11, keys of their \
          own); their scaling is what two threads of this machine give that work, the ceiling for the others'."
+    );
+    let _ = writeln!(
+        out,
+        "tessera-c (find rows): the same module and search through its C functions called straight, \
+         nothing allocated by the client: the module's own scaling, apart from cryptoki's allocations."
     );
     let _ = writeln!(
         out,
@@ -1239,6 +1344,10 @@ fn run_child(dir: &Path) -> Result<(), String> {
             (Backend::KmsCore, kms_workers(&kms, &kms_keys, op, max_threads)),
             (Backend::SoftHsm, p11_workers(&softhsm, op, &inputs, max_threads)),
             (Backend::Crates, crate_workers(op, &inputs, max_threads)),
+            (
+                Backend::TesseraDirect,
+                direct_find_workers(&tessera, &module, op, max_threads),
+            ),
         ];
         for (backend, cell) in &mut workers {
             if !timed.contains(&backend.name()) {
