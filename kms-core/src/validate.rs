@@ -182,19 +182,14 @@ pub fn policy_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A RAM user or role name (`kind` is `user` or `role`): 1–64 letters, digits, `.`, `_`, `-`
-/// and `@`.
+/// A RAM user or role name (`kind` is `user` or `role`): 1–64 letters, digits, `.`, `_` and `-`,
+/// the names a principal ARN can carry.
 pub fn ram_name(kind: &str, name: &str) -> Result<()> {
     let param = if kind == "role" { "RoleName" } else { "UserName" };
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
-    {
+    if !crate::policy::valid_ram_name(name) {
         return Err(KmsError::invalid(
             param,
-            "a name is 1 to 64 letters, digits, ., _, - and @",
+            "a name is 1 to 64 letters, digits, ., _ and -",
         ));
     }
     Ok(())

@@ -84,3 +84,23 @@ fn descriptions_and_pages() {
     assert!(page(Some(0), None).is_err());
     assert!(page(None, Some(101)).is_err());
 }
+
+#[test]
+fn ram_names_are_the_names_a_principal_can_carry() {
+    let account = "1234567890123456";
+    for good in ["alice", "ops.team-1_b", &"a".repeat(64)] {
+        ram_name("user", good).expect(good);
+        crate::policy::Principal::user(account, good).expect(good);
+        crate::policy::Principal::role(account, good).expect(good);
+    }
+    for bad in ["", "alice@example.com", "a b", "a/b", "ü", &"a".repeat(65)] {
+        let e = ram_name("user", bad).expect_err(bad);
+        assert_eq!(e.code(), "InvalidParameter", "{bad}");
+        assert!(e.to_string().contains("UserName"), "{bad}: {e}");
+        assert!(
+            ram_name("role", bad).expect_err(bad).to_string().contains("RoleName"),
+            "{bad}"
+        );
+        assert!(crate::policy::Principal::user(account, bad).is_err(), "{bad}");
+    }
+}

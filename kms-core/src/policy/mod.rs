@@ -59,6 +59,7 @@ mod wildcard;
 pub use condition::parse_date as parse_time;
 pub use document::{MAX_POLICY_BYTES, PolicyDocument, PolicyKind, default_key_policy};
 pub use eval::{Decision, Effect, NO_PERMISSION_CODE, Request, authorize};
+pub(crate) use principal::valid_name as valid_ram_name;
 pub use principal::{Principal, PrincipalKind};
 
 #[cfg(test)]

@@ -131,7 +131,9 @@ impl Principal {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// A RAM user or role name: 1–64 letters, digits, `.`, `_` and `-` (also what
+/// `validate::ram_name` checks, so that a name CreateUser takes is one a principal can carry).
+pub(crate) fn valid_name(name: &str) -> bool {
     (1..=MAX_NAME_CHARS).contains(&name.len())
         && name
             .bytes()
