@@ -130,13 +130,17 @@ type SessionTable = HashMap<CK_SESSION_HANDLE, Arc<SessionCell>>;
 /// a session sharing a line with its neighbour (the next session, the session table) made two
 /// threads' calls bounce that line between the cores (find-by-label scaled 1.5x on 2 threads).
 #[repr(align(128))]
-pub struct SessionCell(Mutex<Session>);
+pub struct SessionCell {
+    session: Mutex<Session>,
+    /// Opened read-only (fixed for the session's life, so read without its lock).
+    read_only: bool,
+}
 
 impl std::ops::Deref for SessionCell {
     type Target = Mutex<Session>;
 
     fn deref(&self) -> &Mutex<Session> {
-        &self.0
+        &self.session
     }
 }
 
@@ -472,7 +476,14 @@ impl Module {
         };
         let _changing = self.sessions_changing.lock();
         let mut sessions = SessionTable::clone(&self.sessions.load());
-        sessions.insert(handle, Arc::new(SessionCell(Mutex::new(session))));
+        let read_only = !session.rw;
+        sessions.insert(
+            handle,
+            Arc::new(SessionCell {
+                session: Mutex::new(session),
+                read_only,
+            }),
+        );
         self.sessions.store(Arc::new(sessions));
         Ok(handle)
     }
@@ -537,8 +548,32 @@ impl Module {
     /// Whether any session is open, and whether any is read-only.
     pub fn sessions_open(&self) -> (bool, bool) {
         let sessions = self.sessions.load();
-        let read_only = sessions.values().any(|s| !s.lock().rw);
+        let read_only = sessions.values().any(|s| s.read_only);
         (!sessions.is_empty(), read_only)
+    }
+
+    /// Logs the token in as C_Login decided, if that is still possible: under the lock that
+    /// opening and closing sessions take, so that closing the last session (which logs the token
+    /// out) cannot fall between C_Login's checks and its login — the PIN check alone takes tens
+    /// of milliseconds — and leave the token logged in with no session open. A C_Login that won
+    /// meanwhile on another thread stands.
+    pub fn log_in(&self, through: CK_SESSION_HANDLE, login: Login) -> Result<()> {
+        let _changing = self.sessions_changing.lock();
+        let sessions = self.sessions.load();
+        if !sessions.contains_key(&through) {
+            return Err(Ckr::CKR_SESSION_HANDLE_INVALID);
+        }
+        let so = matches!(login, Login::SecurityOfficer(_));
+        if so && sessions.values().any(|s| s.read_only) {
+            return Err(Ckr::CKR_SESSION_READ_ONLY_EXISTS);
+        }
+        match (&*self.login.read(), so) {
+            (Login::Public, _) => {}
+            (Login::User(_), false) | (Login::SecurityOfficer(_), true) => return Err(Ckr::CKR_USER_ALREADY_LOGGED_IN),
+            _ => return Err(Ckr::CKR_USER_ANOTHER_ALREADY_LOGGED_IN),
+        }
+        self.login.set(login);
+        Ok(())
     }
 
     /// Whether the user is logged in.

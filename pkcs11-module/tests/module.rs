@@ -1279,6 +1279,48 @@ fn without_a_configuration_file_the_store_is_tessera_store() {
 // ================================================================ 4. PINs and the token
 
 #[test]
+fn a_login_racing_the_close_of_the_last_session_leaves_no_login_behind() {
+    isolated(
+        "a_login_racing_the_close_of_the_last_session_leaves_no_login_behind",
+        Options::default(),
+        |_| {
+            let p = start();
+            init_token(p);
+            // How long a C_Login takes here: the PIN check (Argon2) is most of it.
+            let s = ok(p.open_session(true), "C_OpenSession");
+            let started = std::time::Instant::now();
+            assert_rv!(p.login(s, CKU_USER, USER_PIN), CKR_OK, "C_Login(USER)");
+            let login_time = started.elapsed();
+            assert_rv!(p.close_session(s), CKR_OK, "C_CloseSession");
+            for round in 0..4 {
+                // The application's last session closes while a C_Login through it is checking
+                // the PIN: closing the last session logs the token out, and a login that ends
+                // after it must not log the token back in with no session open.
+                let s = ok(p.open_session(true), "C_OpenSession");
+                let rv = std::thread::scope(|scope| {
+                    scope.spawn(|| {
+                        std::thread::sleep(login_time / 2);
+                        assert_rv!(p.close_session(s), CKR_OK, "C_CloseSession during C_Login");
+                    });
+                    p.login(s, CKU_USER, USER_PIN)
+                });
+                assert!(
+                    [CKR_OK, CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED].contains(&rv),
+                    "round {round}: C_Login returned {rv:#x}"
+                );
+                let next = ok(p.open_session(true), "C_OpenSession");
+                assert_eq!(
+                    ok(p.session_info(next), "C_GetSessionInfo").state,
+                    CKS_RW_PUBLIC_SESSION,
+                    "round {round}: a session opened after the last one closed is logged in (C_Login returned {rv:#x})"
+                );
+                assert_rv!(p.close_session(next), CKR_OK, "C_CloseSession");
+            }
+        },
+    );
+}
+
+#[test]
 fn pins_and_login() {
     isolated("pins_and_login", Options::default(), |fx| {
         const NEW_PIN: &[u8] = b"changed-9876-quartz-NEW";

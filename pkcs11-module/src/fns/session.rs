@@ -89,12 +89,15 @@ pub fn login(session: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: &[u8]) ->
             return Err(e.into());
         }
     };
-    if let Login::User(caller) = &login {
-        tracing::info!(role = ?role, principal = %caller.principal(), "logged in");
-    } else {
-        tracing::info!(role = ?role, "logged in");
+    let principal = match &login {
+        Login::User(caller) => Some(caller.principal().to_string()),
+        _ => None,
+    };
+    m.log_in(session, login)?;
+    match principal {
+        Some(principal) => tracing::info!(role = ?role, principal = %principal, "logged in"),
+        None => tracing::info!(role = ?role, "logged in"),
     }
-    m.login.set(login);
     Ok(())
 }
 
