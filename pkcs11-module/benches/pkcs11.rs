@@ -30,11 +30,12 @@
 //! - `TESSERA_BENCH_SECS` (default 1.5): seconds of timing per backend and thread count in a row;
 //! - `TESSERA_BENCH_THREADS` (default `1,2`);
 //! - `TESSERA_BENCH_FIND_KEYS` (default `1000,10000`; `0` skips the find rows): the key counts;
-//!   kms-core creates them, once per run (0.3 to 0.6 ms a key here: 10,000 in about 6 s);
+//!   each find row's process makes its keys afresh, through kms-core and through each module
+//!   (kms-core 0.3 to 0.6 ms a key here, 10,000 in about 6 s; the module about 1.2 ms a key);
 //! - `TESSERA_BENCH_SOFTHSM_FIND_MAX` (default 1000): the largest count also made on SoftHSM2
 //!   (about 6 s per 1,000 keys, and each find then takes about 18 ms per 1,000 keys);
 //! - `TESSERA_BENCH_SOFTHSM` (default `/usr/lib/softhsm/libsofthsm2.so`; empty skips SoftHSM2);
-//! - `TESSERA_BENCH_BACKENDS` (default `tessera,kms-core,softhsm,crates`): the backends timed (one
+//! - `TESSERA_BENCH_BACKENDS` (default `tessera,kms-core,softhsm,crates,tessera-c`): the backends timed (one
 //!   alone is handy under a profiler);
 //! - `TESSERA_PKCS11_MODULE`: the module to test instead of `target/<profile>/libtessera_pkcs11.so`.
 
@@ -789,6 +790,16 @@ fn schedstat() -> (u64, u64) {
     (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
 }
 
+/// This thread's CPU time, ns (exact; schedstat's run time lags by up to a scheduler tick).
+fn thread_cpu_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return 0;
+    }
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
 /// What one slice measured.
 #[derive(Clone, Copy, Default)]
 struct SliceTotals {
@@ -810,7 +821,7 @@ struct WorkerSlice {
 /// Runs a worker's operation until `deadline`: the operations, the ns its thread ran and the
 /// ns it was runnable but had no CPU.
 fn run_until(w: &mut Worker<'_>, deadline: Instant) -> Result<WorkerSlice, String> {
-    let (run0, wait0) = schedstat();
+    let (run0, wait0) = (thread_cpu_ns(), schedstat().1);
     // Reads the clock once per batch, the batch growing until it lasts ~20 µs, so that reading
     // it costs next to nothing even for sub-µs operations.
     let (mut n, mut batch, mut last) = (0u64, 1u64, Instant::now());
@@ -821,7 +832,7 @@ fn run_until(w: &mut Worker<'_>, deadline: Instant) -> Result<WorkerSlice, Strin
         n += batch;
         let now = Instant::now();
         if now >= deadline {
-            let (run1, wait1) = schedstat();
+            let (run1, wait1) = (thread_cpu_ns(), schedstat().1);
             return Ok(WorkerSlice {
                 ops: n,
                 run_ns: run1.saturating_sub(run0),
@@ -1128,7 +1139,7 @@ fn print_table(rows: &[RowResult], thread_counts: &[usize]) {
     );
     let _ = writeln!(
         out,
-        "CPU per op: the calling threads' CPU time per operation (from /proc/thread-self/schedstat), against \
+        "CPU per op: the calling threads' CPU time per operation (CLOCK_THREAD_CPUTIME_ID), against \
          one thread: how much more each call costs when two run at once (shared cache lines, locks, the \
          allocator) whether or not the machine gave each thread a whole CPU. Background threads (the audit \
          writer) are not counted."

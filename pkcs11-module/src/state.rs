@@ -455,9 +455,6 @@ impl Module {
 
     /// A new session.
     pub fn open_session(&self, rw: bool) -> Result<CK_SESSION_HANDLE> {
-        if !rw && matches!(*self.login.read(), Login::SecurityOfficer(_)) {
-            return Err(Ckr::CKR_SESSION_READ_WRITE_SO_EXISTS);
-        }
         let handle = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
         let session = Session {
             handle,
@@ -475,6 +472,11 @@ impl Module {
             spare_ciphertext: Vec::new(),
         };
         let _changing = self.sessions_changing.lock();
+        // Under the lock C_Login's SO login takes, so that neither can slip in between the
+        // other's check and its change.
+        if !rw && matches!(*self.login.read(), Login::SecurityOfficer(_)) {
+            return Err(Ckr::CKR_SESSION_READ_WRITE_SO_EXISTS);
+        }
         let mut sessions = SessionTable::clone(&self.sessions.load());
         let read_only = !session.rw;
         sessions.insert(

@@ -35,9 +35,14 @@ use crate::store;
 
 /// How long records may wait in the queue before the writer stores them.
 const WRITE_INTERVAL: Duration = Duration::from_millis(20);
-/// The most records that may wait in one lane: a caller that finds its lane this full waits for
-/// the writer, so that calls faster than SQLite can store them cannot grow memory without bound.
-const MAX_PENDING_PER_LANE: usize = 16_384;
+/// The most records that may wait, over all lanes: a caller that finds its lane's share full
+/// waits for the writer, so that calls faster than SQLite can store them cannot grow memory
+/// without bound (nor a batch past what the writer stores well within a flush's patience).
+const MAX_PENDING: usize = 65_536;
+/// A lane's share of [`MAX_PENDING`] is never less than this.
+const MIN_PENDING_PER_LANE: usize = 1_024;
+/// A buffer that held more records than this in a burst gives its memory back once drained.
+const KEEP_CAPACITY: usize = 4_096;
 /// How long a flush waits for the writer before it gives up.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -124,6 +129,8 @@ struct Control {
 
 struct Shared {
     lanes: Box<[Lane]>,
+    /// How many records one lane may hold.
+    lane_limit: usize,
     /// Something was queued since the writer last drained (read before it is written, so that a
     /// busy caller does not write this shared line on every call).
     dirty: AtomicBool,
@@ -134,8 +141,9 @@ struct Shared {
     drained: Condvar,
 }
 
-/// The lane of the calling thread: threads take lanes in turn as they first record, so that up
-/// to [`lane_count`] threads never share one.
+/// The lane of the calling thread: threads take lanes in turn as they first record (a thread keeps
+/// its lane; where threads come and go, two live ones may share a lane while another is idle —
+/// slower, never wrong).
 fn lane_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
@@ -164,8 +172,10 @@ pub(crate) struct AuditLog {
 impl AuditLog {
     /// Starts the writer on its own connection to the store.
     pub fn start(conn: Connection) -> Result<AuditLog> {
+        let lanes = lane_count();
         let shared = Arc::new(Shared {
-            lanes: (0..lane_count()).map(|_| Lane::default()).collect(),
+            lanes: (0..lanes).map(|_| Lane::default()).collect(),
+            lane_limit: (MAX_PENDING / lanes).max(MIN_PENDING_PER_LANE),
             dirty: AtomicBool::new(false),
             control: Mutex::new(Control::default()),
             wake: Condvar::new(),
@@ -200,7 +210,7 @@ impl AuditLog {
             last.count += 1;
             return;
         }
-        while q.pending.len() >= MAX_PENDING_PER_LANE {
+        while q.pending.len() >= self.shared.lane_limit {
             drop(q);
             if !self.wait_for_room() {
                 // Closing: the writer takes no more; the record is dropped like any after close.
@@ -317,12 +327,16 @@ fn write_loop(shared: &Shared, conn: Connection) {
             std::mem::swap(&mut lane.0.lock().pending, into);
         }
         merge_lanes(&mut drained, &mut batch);
+        for buffer in &mut drained {
+            buffer.shrink_to(KEEP_CAPACITY);
+        }
         let written = if batch.is_empty() {
             Ok(())
         } else {
             write_batch(&conn, &batch)
         };
         batch.clear();
+        batch.shrink_to(KEEP_CAPACITY);
         {
             let mut c = shared.control.lock();
             c.drains_done += 1;
