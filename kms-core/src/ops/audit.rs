@@ -3,19 +3,19 @@
 //!
 //! Calls only append to an in-memory queue (tens of nanoseconds); a writer thread with its own
 //! SQLite connection drains it in batches, so a 4 KiB Encrypt does not wait for a disk write.
-//! The queue has lanes, one per thread up to twice the CPUs: two threads calling at once would
-//! otherwise pass one lock's cache line back and forth on every call (measured: the queue's
-//! lock cost 5.4 times more per call on two threads than on one, the largest cost that grew).
 //! The price is a window: records of the last few milliseconds before a crash can be lost. Queries
-//! (LookupEvents) and closing the store flush the queue first.
+//! (LookupEvents) and closing the store flush the queue first. The queue has lanes, one per thread
+//! up to twice the CPUs: two threads calling at once would otherwise pass one lock's cache line
+//! back and forth on every call (measured: the queue's lock cost 5.4 times more per call on two
+//! threads than on one, the largest cost that grew).
 //!
 //! A call identical to the one queued just before it in its lane — same millisecond, caller,
 //! source address, action, resources, key and outcome — adds to that record's count instead of
 //! making a row of its own. The trail stays exact (every call, to the millisecond; a thread's
 //! calls in their order; calls of different threads within one millisecond are concurrent and
-//! have no order among them) while a busy caller
-//! costs the writer a row per millisecond rather than one per call: at 300,000 calls a second a
-//! row each took a whole core of a two-core machine.
+//! have no order among them) while a busy caller costs the writer a row per millisecond rather
+//! than one per call: at 300,000 calls a second a row each took a whole core of a two-core
+//! machine.
 
 use std::cell::Cell;
 use std::cmp::Reverse;
@@ -355,21 +355,16 @@ fn write_loop(shared: &Shared, conn: Connection) {
 /// Merges the lanes' records into one batch by time, each lane's records in their order (which is
 /// the order of its calls even where the clock was set back between two of them).
 fn merge_lanes(lanes: &mut [Vec<AuditEvent>], into: &mut Vec<AuditEvent>) {
-    let mut busy = lanes.iter_mut().filter(|lane| !lane.is_empty());
-    let (Some(first), None) = (busy.next(), busy.next()) else {
-        let mut lanes: Vec<_> = lanes.iter_mut().map(|lane| lane.drain(..).peekable()).collect();
-        let mut heads: BinaryHeap<Reverse<(i64, usize)>> = (lanes.iter_mut().enumerate())
-            .filter_map(|(i, lane)| lane.peek().map(|e| Reverse((e.time_ms, i))))
-            .collect();
-        while let Some(Reverse((_, i))) = heads.pop() {
-            into.extend(lanes[i].next());
-            if let Some(e) = lanes[i].peek() {
-                heads.push(Reverse((e.time_ms, i)));
-            }
+    let mut lanes: Vec<_> = lanes.iter_mut().map(|lane| lane.drain(..).peekable()).collect();
+    let mut heads: BinaryHeap<Reverse<(i64, usize)>> = (lanes.iter_mut().enumerate())
+        .filter_map(|(i, lane)| lane.peek().map(|e| Reverse((e.time_ms, i))))
+        .collect();
+    while let Some(Reverse((_, i))) = heads.pop() {
+        into.extend(lanes[i].next());
+        if let Some(e) = lanes[i].peek() {
+            heads.push(Reverse((e.time_ms, i)));
         }
-        return;
-    };
-    into.append(first);
+    }
 }
 
 /// Stores a batch in one transaction, binding each record's fields as they are (the writer keeps

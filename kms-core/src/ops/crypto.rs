@@ -111,7 +111,19 @@ impl Kms {
         if key_id.starts_with("alias/") || key_id.starts_with("acs:") {
             return Err(KmsError::InvalidCiphertext);
         }
-        self.usable(call, action, key_id, KeyUsage::EncryptDecrypt, Some(context))
+        self.encryption_key(call, action, key_id, context)
+    }
+
+    /// A key the call may encrypt or decrypt with under `context` (whose entries are the
+    /// `kms:EncryptionContext/{key}` condition keys): Enabled, ENCRYPT/DECRYPT, authorized.
+    fn encryption_key(
+        &self,
+        call: &Call<'_>,
+        action: &'static str,
+        key_ref: &str,
+        context: &EncryptionContext,
+    ) -> Result<Arc<KeyRecord>> {
+        self.usable(call, action, key_ref, KeyUsage::EncryptDecrypt, Some(context))
     }
 
     /// Encrypt.
@@ -123,13 +135,7 @@ impl Kms {
             ));
         }
         self.sync()?;
-        let key = self.usable(
-            call,
-            call.action,
-            &req.key_id,
-            KeyUsage::EncryptDecrypt,
-            Some(&req.encryption_context),
-        )?;
+        let key = self.encryption_key(call, call.action, &req.key_id, &req.encryption_context)?;
         let (blob, key_version_id) = self.seal_blob(&key, req.plaintext.expose(), &req.encryption_context)?;
         Ok(EncryptResponse {
             ciphertext_blob: blob.into(),
@@ -161,12 +167,11 @@ impl Kms {
             blob::parse(&req.ciphertext_blob.0)?.key_id,
             &req.source_encryption_context,
         )?;
-        let destination = self.usable(
+        let destination = self.encryption_key(
             call,
             "kms:ReEncryptTo",
             &req.destination_key_id,
-            KeyUsage::EncryptDecrypt,
-            Some(&req.destination_encryption_context),
+            &req.destination_encryption_context,
         )?;
         let opened = self.open_blob(
             call,
@@ -196,13 +201,7 @@ impl Kms {
             None => req.key_spec.unwrap_or(DataKeySpec::Aes256).byte_len(),
         };
         self.sync()?;
-        let key = self.usable(
-            call,
-            call.action,
-            &req.key_id,
-            KeyUsage::EncryptDecrypt,
-            Some(&req.encryption_context),
-        )?;
+        let key = self.encryption_key(call, call.action, &req.key_id, &req.encryption_context)?;
         let mut data_key = Zeroizing::new(vec![0u8; len]);
         // A hardware instance's data keys come from its HSM's generator.
         self.engine_for(&key.instance_id)?

@@ -391,6 +391,12 @@ impl Kms {
         self.epoch.load(Ordering::Acquire)
     }
 
+    /// The metadata cache's epoch once the caches are brought up to date ([`Kms::sync`]).
+    fn synced_epoch(&self) -> Result<u64> {
+        self.sync()?;
+        Ok(self.epoch_now())
+    }
+
     /// A key by id, from the cache or the store.
     fn key_by_id(&self, key_id: &str) -> Result<Arc<KeyRecord>> {
         let epoch = {

@@ -317,8 +317,7 @@ impl Kms {
 
     /// The keys a token shows, rebuilt only when the store changed since the last call.
     pub fn token_view(&self, instance_id: &str) -> Result<Arc<TokenView>> {
-        self.sync()?;
-        let epoch = self.epoch_now();
+        let epoch = self.synced_epoch()?;
         // A view was built only for an instance that exists (and instances are never removed).
         if let Some(view) = self.token_views.read().get(instance_id)
             && view.epoch == epoch
@@ -369,9 +368,8 @@ impl Kms {
     /// Enabled and the version exists (answered from the caches on the hot path). PKCS#11 does
     /// this at C_*Init; each operation that follows is still authorized and audited.
     pub fn token_version(&self, key_id: &str, version_id: &str) -> Result<TokenVersion> {
-        self.sync()?;
         // Taken first: if the cache is dropped while we resolve, the operations re-resolve.
-        let epoch = self.epoch_now();
+        let epoch = self.synced_epoch()?;
         let key = self.resolve(key_id)?;
         if key.state != crate::model::KeyState::Enabled {
             return Err(KmsError::KeyStateRejected { state: key.state });
@@ -390,15 +388,13 @@ impl Kms {
     /// Whether a token snapshot still shows the store as it is (a caller that keeps one, like
     /// a PKCS#11 session, uses it again without asking for it).
     pub fn view_is_current(&self, view: &TokenView) -> Result<bool> {
-        self.sync()?;
-        Ok(self.epoch_now() == view.epoch)
+        Ok(self.synced_epoch()? == view.epoch)
     }
 
     /// Whether a resolved version still stands as resolved: nothing in the store changed since
     /// (a key that changed in any way is resolved again, with [`Kms::token_version`]).
     pub fn is_current(&self, version: &TokenVersion) -> Result<bool> {
-        self.sync()?;
-        Ok(self.epoch_now() == version.epoch)
+        Ok(self.synced_epoch()? == version.epoch)
     }
 
     /// Runs `op` on the loaded version once `call` may use the key for `usage`: straight from the
@@ -411,8 +407,7 @@ impl Kms {
         usage: KeyUsage,
         op: impl FnOnce(&dyn KeyHandle) -> Result<T>,
     ) -> Result<T> {
-        self.sync()?;
-        if self.epoch_now() == version.epoch {
+        if self.synced_epoch()? == version.epoch {
             let access = &version.access;
             call.touched_lent(&access.arn);
             call.used_key_lent(&access.key_id);
@@ -510,8 +505,6 @@ impl Kms {
     }
 
     /// AEAD-decrypts `buf` in place; any failure is `InvalidCiphertext`.
-    // The PKCS#11 CKM_AES_GCM inputs, one by one, as C_Decrypt has them.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn aead_open_as<'r>(
         &self,
         call: &Call<'r>,

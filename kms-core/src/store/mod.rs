@@ -313,9 +313,10 @@ impl Store {
     /// it. SQLite's data version moves for the audit writer's commits too; this does not, so a
     /// cache of keys, aliases and policies is dropped only when one of them may have changed.
     pub fn metadata_changes(&self) -> Result<i64> {
-        let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached("SELECT counter FROM metadata_changes WHERE id = 1")?;
-        Ok(stmt.query_row([], |r| r.get(0))?)
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT counter FROM metadata_changes WHERE id = 1")?
+                .query_row([], |r| r.get(0))?)
+        })
     }
 
     /// Runs `f` in one write transaction: committed when `f` returns `Ok`, rolled back otherwise.
