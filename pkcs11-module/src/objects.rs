@@ -178,8 +178,7 @@ impl Objects {
         t.next += 1;
         let h = t.next;
         t.session.insert(h, (owner, key, kind));
-        self.session_count.store(t.session.len(), Ordering::Release);
-        self.session_generation.fetch_add(1, Ordering::AcqRel);
+        self.session_objects_changed(&t);
         h
     }
 
@@ -201,14 +200,18 @@ impl Objects {
     pub fn remove_session_object(&self, handle: CK_OBJECT_HANDLE) {
         let mut t = self.table.write();
         t.session.remove(&handle);
-        self.session_count.store(t.session.len(), Ordering::Release);
-        self.session_generation.fetch_add(1, Ordering::AcqRel);
+        self.session_objects_changed(&t);
     }
 
     /// Removes every object of a session (when it closes).
     pub fn remove_owned_by(&self, session: CK_SESSION_HANDLE) {
         let mut t = self.table.write();
         t.session.retain(|_, (owner, ..)| *owner != session);
+        self.session_objects_changed(&t);
+    }
+
+    /// Moves the mirrors of the session objects after a change (under the table's write lock).
+    fn session_objects_changed(&self, t: &Table) {
         self.session_count.store(t.session.len(), Ordering::Release);
         self.session_generation.fetch_add(1, Ordering::AcqRel);
     }

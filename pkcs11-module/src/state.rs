@@ -561,20 +561,26 @@ impl Module {
     /// meanwhile on another thread stands.
     pub fn log_in(&self, through: CK_SESSION_HANDLE, login: Login) -> Result<()> {
         let _changing = self.sessions_changing.lock();
-        let sessions = self.sessions.load();
-        if !sessions.contains_key(&through) {
+        if !self.sessions.load().contains_key(&through) {
             return Err(Ckr::CKR_SESSION_HANDLE_INVALID);
         }
-        let so = matches!(login, Login::SecurityOfficer(_));
-        if so && sessions.values().any(|s| s.read_only) {
-            return Err(Ckr::CKR_SESSION_READ_ONLY_EXISTS);
-        }
+        self.login_allowed(matches!(login, Login::SecurityOfficer(_)))?;
+        self.login.set(login);
+        Ok(())
+    }
+
+    /// Whether a login (as the SO, or as a user) may happen now: nobody is logged in, and no
+    /// read-only session is open for an SO. C_Login asks before its PIN check, and
+    /// [`Module::log_in`] again under the lock.
+    pub fn login_allowed(&self, so: bool) -> Result<()> {
         match (&*self.login.read(), so) {
             (Login::Public, _) => {}
             (Login::User(_), false) | (Login::SecurityOfficer(_), true) => return Err(Ckr::CKR_USER_ALREADY_LOGGED_IN),
             _ => return Err(Ckr::CKR_USER_ANOTHER_ALREADY_LOGGED_IN),
         }
-        self.login.set(login);
+        if so && self.sessions_open().1 {
+            return Err(Ckr::CKR_SESSION_READ_ONLY_EXISTS);
+        }
         Ok(())
     }
 

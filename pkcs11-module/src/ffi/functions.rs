@@ -325,11 +325,8 @@ pub unsafe extern "C" fn C_FindObjects(
     entry!("C_FindObjects", {
         // SAFETY: PKCS#11 contract: a writable count.
         let count = unsafe { out(count) }?;
-        if found.is_null() && max > 0 {
-            return Err(Ckr::CKR_ARGUMENTS_BAD);
-        }
-        // SAFETY: PKCS#11 contract: room for `max` handles at `found` (checked non-null above
-        // when `max` is not zero).
+        // SAFETY: PKCS#11 contract: room for `max` handles at `found` (`input_mut` refuses a
+        // null array when `max` is not zero).
         let room = unsafe { input_mut(found, max) }?;
         let n = objects::find(h, room)?;
         *count = CK_ULONG::try_from(n).map_err(|_| Ckr::CKR_GENERAL_ERROR)?;

@@ -62,16 +62,8 @@ pub fn login(session: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: &[u8]) ->
         CKU_CONTEXT_SPECIFIC => return Err(Ckr::CKR_OPERATION_NOT_INITIALIZED),
         _ => return Err(Ckr::CKR_USER_TYPE_INVALID),
     };
-    match (&*m.login.read(), role) {
-        (Login::User(_), PinRole::User) | (Login::SecurityOfficer(_), PinRole::SecurityOfficer) => {
-            return Err(Ckr::CKR_USER_ALREADY_LOGGED_IN);
-        }
-        (Login::User(_), _) | (Login::SecurityOfficer(_), _) => return Err(Ckr::CKR_USER_ANOTHER_ALREADY_LOGGED_IN),
-        (Login::Public, _) => {}
-    }
-    if role == PinRole::SecurityOfficer && m.sessions_open().1 {
-        return Err(Ckr::CKR_SESSION_READ_ONLY_EXISTS);
-    }
+    // Refused before the PIN check (tens of milliseconds) when it cannot succeed anyway.
+    m.login_allowed(role == PinRole::SecurityOfficer)?;
     let checked = m.kms.check_pin(m.instance(), role, pin);
     // The token's user PIN acts as the configured principal; the other user PINs of the
     // configuration as theirs.
