@@ -698,20 +698,12 @@ fn direct_find_workers(
 /// The crates' RSA key, made once per run (a second or so).
 static RSA_KEY: std::sync::OnceLock<Result<rsa::PrivateKey, String>> = std::sync::OnceLock::new();
 
-/// Brings the store to `total` find keys (`find-target` and fillers), two writers at a time.
-fn grow_kms_find_keys(kms: &Kms, have: usize, total: usize) -> Result<(), String> {
-    if have >= total {
-        return Ok(());
-    }
+/// Makes `total` find keys in the (fresh) store: `find-target` and fillers, two writers at a time.
+fn make_kms_find_keys(kms: &Kms, total: usize) -> Result<(), String> {
     let started = Instant::now();
-    println!(
-        "kms-core: creating {} AES keys for the find rows ({have} → {total})…",
-        total - have
-    );
-    if have == 0 {
-        create_key(kms, KeySpec::Aes256, KeyUsage::EncryptDecrypt, FIND_TARGET)?;
-    }
-    let next = std::sync::atomic::AtomicUsize::new(have.max(1));
+    println!("kms-core: creating {total} AES keys for the find rows…");
+    create_key(kms, KeySpec::Aes256, KeyUsage::EncryptDecrypt, FIND_TARGET)?;
+    let next = std::sync::atomic::AtomicUsize::new(1);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..2)
             .map(|_| {
@@ -736,9 +728,8 @@ fn grow_kms_find_keys(kms: &Kms, have: usize, total: usize) -> Result<(), String
     })?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "kms-core: {total} find keys; {} created in {secs:.1} s ({:.0} keys/s)",
-        total - have,
-        (total - have) as f64 / secs
+        "kms-core: {total} find keys created in {secs:.1} s ({:.0} keys/s)",
+        total as f64 / secs
     );
     Ok(())
 }
@@ -1235,9 +1226,10 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-fn run_child(dir: &Path) -> Result<(), String> {
+/// Times one row (the parent runs each in a child process of its own) and prints its cells for
+/// the parent.
+fn run_child(dir: &Path, op: Op) -> Result<(), String> {
     let started = Instant::now();
-    let load_start = load_average();
     let budget = Duration::from_secs_f64(
         std::env::var("TESSERA_BENCH_SECS")
             .ok()
@@ -1246,25 +1238,17 @@ fn run_child(dir: &Path) -> Result<(), String> {
             .unwrap_or(1.5),
     );
     let thread_counts = env_list("TESSERA_BENCH_THREADS", &[1, 2]);
-    let find_sizes = env_list("TESSERA_BENCH_FIND_KEYS", &[1000, 10_000]);
     let softhsm_find_max = env_list("TESSERA_BENCH_SOFTHSM_FIND_MAX", &[1000])
         .last()
         .copied()
         .unwrap_or(0);
     let softhsm_path = std::env::var("TESSERA_BENCH_SOFTHSM").unwrap_or_else(|_| SOFTHSM_DEFAULT.into());
-    let filters = row_filter();
     // Which backends are timed (all by default; one alone is handy under a profiler).
     let timed_list = std::env::var("TESSERA_BENCH_BACKENDS").unwrap_or_default();
     let timed: Vec<&str> = if timed_list.trim().is_empty() {
         Backend::ALL.iter().map(|b| b.name()).collect()
     } else {
         timed_list.split(',').map(str::trim).collect()
-    };
-    // The parent runs each row in a child of its own and names it here.
-    let only_row = std::env::var(ROW_ENV).ok();
-    let wanted = |op: Op| match &only_row {
-        Some(row) => op.name() == *row,
-        None => filters.is_empty() || filters.iter().any(|f| op.name().contains(f.as_str())),
     };
     let max_threads = thread_counts.iter().copied().max().unwrap_or(1);
 
@@ -1328,85 +1312,64 @@ fn run_child(dir: &Path) -> Result<(), String> {
     }
     println!("setup: {:.1} s", started.elapsed().as_secs_f64());
 
-    let mut ops = vec![Op::SignEcdsa, Op::SignRsa, Op::AesGcm];
-    ops.extend(find_sizes.iter().map(|&n| Op::Find(n)));
-    let mut rows = Vec::new();
-    let mut kms_find_keys = 0;
-    for op in ops.into_iter().filter(|&op| wanted(op)) {
-        if let Op::Find(n) = op {
-            grow_kms_find_keys(&kms, kms_find_keys, n)?;
-            kms_find_keys = n;
-            if n <= softhsm_find_max
-                && let Ok(p11) = &mut softhsm
-                && let Err(e) = grow_p11_find_keys(p11, "softhsm", n)
-            {
-                p11.keys = Err(e);
-            }
+    if let Op::Find(n) = op {
+        make_kms_find_keys(&kms, n)?;
+        if n <= softhsm_find_max
+            && let Ok(p11) = &mut softhsm
+            && let Err(e) = grow_p11_find_keys(p11, "softhsm", n)
+        {
+            p11.keys = Err(e);
         }
-        if let Op::Find(n) = op
-            && let Ok(p11) = &mut tessera
+        if let Ok(p11) = &mut tessera
             && let Err(e) = grow_p11_find_keys(p11, "tessera", n)
         {
             p11.keys = Err(e);
         }
-        let row_started = Instant::now();
-        let mut workers: Vec<(Backend, Result<Vec<Worker<'_>>, String>)> = vec![
-            (Backend::Tessera, p11_workers(&tessera, op, &inputs, max_threads)),
-            (Backend::KmsCore, kms_workers(&kms, &kms_keys, op, max_threads)),
-            (Backend::SoftHsm, p11_workers(&softhsm, op, &inputs, max_threads)),
-            (Backend::Crates, crate_workers(op, &inputs, max_threads)),
-            (
-                Backend::TesseraDirect,
-                direct_find_workers(&tessera, &module, op, max_threads),
-            ),
-        ];
-        for (backend, cell) in &mut workers {
-            if !timed.contains(&backend.name()) {
-                *cell = Err("skipped (TESSERA_BENCH_BACKENDS)".into());
-            }
-        }
-        let RowCells {
-            results: cells,
-            waits,
-            cpu_per_op,
-        } = measure_row(&mut workers, &thread_counts, budget);
-        drop(workers);
-        let line: Vec<String> = thread_counts
-            .iter()
-            .map(|&t| {
-                let v: Vec<String> = Backend::ALL
-                    .iter()
-                    .map(|&b| format!("{} {}", b.name(), fmt_ops(cells.get(&(b, t)))))
-                    .collect();
-                format!("{t}T: {}", v.join(", "))
-            })
-            .collect();
-        println!(
-            "{} ({:.1} s): {}",
-            op.name(),
-            row_started.elapsed().as_secs_f64(),
-            line.join(" | ")
-        );
-        rows.push(RowResult {
-            op,
-            cells,
-            waits,
-            cpu_per_op,
-        });
     }
-    if only_row.is_some() {
-        for row in &rows {
-            emit_row(row);
+    let row_started = Instant::now();
+    let mut workers: Vec<(Backend, Result<Vec<Worker<'_>>, String>)> = vec![
+        (Backend::Tessera, p11_workers(&tessera, op, &inputs, max_threads)),
+        (Backend::KmsCore, kms_workers(&kms, &kms_keys, op, max_threads)),
+        (Backend::SoftHsm, p11_workers(&softhsm, op, &inputs, max_threads)),
+        (Backend::Crates, crate_workers(op, &inputs, max_threads)),
+        (
+            Backend::TesseraDirect,
+            direct_find_workers(&tessera, &module, op, max_threads),
+        ),
+    ];
+    for (backend, cell) in &mut workers {
+        if !timed.contains(&backend.name()) {
+            *cell = Err("skipped (TESSERA_BENCH_BACKENDS)".into());
         }
-    } else {
-        print_table(&rows, &thread_counts);
-        println!(
-            "total: {:.0} s; load average at the start {load_start}, at the end {} (other processes skew the \
-             2-thread numbers most)",
-            started.elapsed().as_secs_f64(),
-            load_average()
-        );
     }
+    let RowCells {
+        results: cells,
+        waits,
+        cpu_per_op,
+    } = measure_row(&mut workers, &thread_counts, budget);
+    drop(workers);
+    let line: Vec<String> = thread_counts
+        .iter()
+        .map(|&t| {
+            let v: Vec<String> = Backend::ALL
+                .iter()
+                .map(|&b| format!("{} {}", b.name(), fmt_ops(cells.get(&(b, t)))))
+                .collect();
+            format!("{t}T: {}", v.join(", "))
+        })
+        .collect();
+    println!(
+        "{} ({:.1} s): {}",
+        op.name(),
+        row_started.elapsed().as_secs_f64(),
+        line.join(" | ")
+    );
+    emit_row(&RowResult {
+        op,
+        cells,
+        waits,
+        cpu_per_op,
+    });
 
     // Close the sessions, then finalize both modules.
     for p11 in [tessera, softhsm].into_iter().flatten() {
@@ -1470,6 +1433,15 @@ fn planned_ops() -> Vec<Op> {
     ops.into_iter()
         .filter(|op| filters.is_empty() || filters.iter().any(|f| op.name().contains(f.as_str())))
         .collect()
+}
+
+/// The row a child times, as the parent named it.
+fn child_row() -> Result<Op, String> {
+    let name = std::env::var(ROW_ENV).map_err(|_| format!("a bench child without {ROW_ENV}"))?;
+    planned_ops()
+        .into_iter()
+        .find(|op| op.name() == name)
+        .ok_or_else(|| format!("no row named {name}"))
 }
 
 /// A child's cell line: `@cell <row> <backend> <threads> <ops/s or -> <wait share> <CPU ns per op> [error]`.
@@ -1609,7 +1581,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let result = match std::env::var_os(CHILD_ENV) {
-        Some(dir) => run_child(Path::new(&dir)).map(|()| ExitCode::SUCCESS),
+        Some(dir) => child_row()
+            .and_then(|op| run_child(Path::new(&dir), op))
+            .map(|()| ExitCode::SUCCESS),
         None => run_parent(),
     };
     result.unwrap_or_else(|e| {
